@@ -1,0 +1,126 @@
+// One connection to one server, with many requests in flight.
+//
+// One writer coroutine and one reader coroutine own the socket. Callers queue requests; the writer coalesces
+// everything queued into one gathered write, and the reader hands each reply to the request whose requestID
+// matches its responseTo. All of the connection's state lives on one strand, so a connection may be shared by
+// coroutines on any threads of the io_context.
+//
+// A request moves through: queued → writing → awaiting reply → done, or abandoned when its caller stopped
+// waiting after the bytes went out (its reply is still read and thrown away, so the stream stays in sync).
+//
+// Failure: a network error, a protocol violation in any reply, or a socket timeout marks the connection broken,
+// closes the socket and fails every request pending on it with that error. Later requests fail at once with
+// errc::connection_broken. A server error (ok: 0) fails only its own request.
+#pragma once
+
+#include <gridflow/wire/bson.hpp>
+#include <gridflow/wire/sansio/handshake.hpp>
+#include <gridflow/wire/sansio/op_msg.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gridflow::wire {
+
+namespace detail {
+class connection_impl;
+}
+
+struct host_port {
+    std::string host;
+    std::uint16_t port = 27017;
+    [[nodiscard]] std::string to_string() const;
+};
+
+struct connection_options {
+    // connectTimeoutMS: bounds name resolution, the TCP connect and the hello handshake together.
+    std::chrono::milliseconds connect_timeout{10'000};
+    // socketTimeoutMS: how long one request may wait for its reply. Expiry breaks the connection (the stream's
+    // state is unknown) and fails every request on it. Empty: no limit, as in the URI spec's default of 0.
+    std::optional<std::chrono::milliseconds> socket_timeout;
+    std::optional<std::string> app_name;
+};
+
+// A reply: owns the received bytes; every view it hands out lives as long as the reply.
+class reply {
+public:
+    reply() = default;
+    reply(std::vector<std::uint8_t> bytes, sansio::decoded_message message) noexcept
+        : bytes_(std::move(bytes)), message_(std::move(message)) {}
+
+    [[nodiscard]] bson::view body() const noexcept { return message_.body; }
+    [[nodiscard]] const std::vector<sansio::received_sequence>& sequences() const noexcept {
+        return message_.sequences;
+    }
+    [[nodiscard]] std::size_t size() const noexcept { return bytes_.size(); }
+
+private:
+    // Moving a vector keeps its heap block, so the views in message_ stay valid across moves of the reply.
+    std::vector<std::uint8_t> bytes_;
+    sansio::decoded_message message_;
+};
+
+class connection {
+public:
+    // Resolves, connects (TCP_NODELAY) and runs the hello handshake, all within options.connect_timeout.
+    //
+    // Throws gridflow::error: connect_failed (every address refused or unreachable, naming host:port and the
+    // OS's reason), timeout, wire_version_too_old, a protocol error for a malformed hello reply, or a server
+    // error. Cancellation: the attempt stops and the socket is closed; the caller sees errc::cancelled.
+    static boost::asio::awaitable<connection> open(boost::asio::any_io_executor executor, host_port address,
+                                                   connection_options options);
+
+    connection(connection&&) noexcept;
+    connection& operator=(connection&&) noexcept;
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+    // Closes the socket; requests still pending fail with errc::connection_closed.
+    ~connection();
+
+    // Sends `command` to database `db` ("$db" is added) with optional kind 1 document sequences, and awaits
+    // the reply. The reply is checked with sansio::check_command_reply: ok: 0, writeErrors and
+    // writeConcernError are thrown as server errors.
+    //
+    // Buffers: `command` is copied (bodies are small); the sequence documents are referenced and must stay
+    // valid until this call completes.
+    //
+    // Completion: the reply, or gridflow::error (network, protocol, timeout, server, usage when the message
+    // exceeds maxMessageSizeBytes).
+    //
+    // Cancellation (terminal, partial or total):
+    //   - still queued: removed from the queue, never sent; completes with errc::cancelled;
+    //   - being written: completes with errc::cancelled when the write finishes (the bytes are then on the
+    //     wire, so the caller's buffers must stay valid until then, which this call guarantees by not
+    //     returning earlier);
+    //   - written, awaiting its reply: completes with errc::cancelled at once; the request is abandoned and its
+    //     reply discarded when it arrives. The connection stays usable. The server still runs the command.
+    //
+    // Thread safety: may be called concurrently from any number of coroutines on any threads.
+    boost::asio::awaitable<reply> run_command(std::string_view db, bson::view command,
+                                              std::span<const sansio::document_sequence> sequences = {});
+
+    // What the handshake said. Fixed for the connection's lifetime.
+    [[nodiscard]] const sansio::server_description& description() const noexcept;
+    [[nodiscard]] const host_port& address() const noexcept;
+    // True once the connection failed or was closed; a broken connection never recovers.
+    [[nodiscard]] bool is_broken() const noexcept;
+    // Requests queued or awaiting replies (abandoned ones included until their replies arrive).
+    [[nodiscard]] std::size_t in_flight() const noexcept;
+    // Closes the socket; pending requests fail with errc::connection_closed. Idempotent.
+    void close() noexcept;
+
+private:
+    explicit connection(std::shared_ptr<detail::connection_impl> impl) noexcept;
+    std::shared_ptr<detail::connection_impl> impl_;
+};
+
+}  // namespace gridflow::wire

@@ -1,0 +1,427 @@
+#include <gridflow/async/timeout.hpp>
+#include <gridflow/wire/connection.hpp>
+#include <gridflow/wire/error.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+
+#include <atomic>
+#include <cstring>
+#include <deque>
+#include <unordered_map>
+
+namespace gridflow::wire {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+std::string host_port::to_string() const {
+    if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+    return host + ":" + std::to_string(port);
+}
+
+namespace detail {
+
+namespace {
+
+// requestIDs are unique per process, as in the other drivers, which makes captures easier to read.
+std::int32_t next_request_id() {
+    static std::atomic<std::int32_t> counter{0};
+    for (;;) {
+        std::int32_t id = counter.fetch_add(1, std::memory_order_relaxed) + 1;
+        if (id > 0) return id;
+        // Wrapped past INT32_MAX: start again at 1 (0 and negative ids are legal but confusing in traces).
+        counter.compare_exchange_strong(id, 0);
+    }
+}
+
+using completion_signature = void(std::exception_ptr, reply);
+using completion_handler = asio::any_completion_handler<completion_signature>;
+
+struct pending_request {
+    enum class state { queued, writing, awaiting_reply, abandoned, done };
+
+    explicit pending_request(sansio::outgoing_message m) : message(std::move(m)) {}
+
+    sansio::outgoing_message message;
+    state current = state::queued;
+    // Set when cancellation arrives during the write; honoured as soon as the write completes.
+    bool cancel_requested = false;
+    completion_handler handler;
+    asio::any_io_executor handler_executor;
+    asio::cancellation_slot slot;
+};
+
+}  // namespace
+
+class connection_impl : public std::enable_shared_from_this<connection_impl> {
+public:
+    connection_impl(asio::any_io_executor executor, host_port address, connection_options options)
+        : strand_(asio::make_strand(executor)),
+          socket_(strand_),
+          writer_wakeup_(strand_),
+          address_(std::move(address)),
+          options_(std::move(options)) {}
+
+    asio::awaitable<void> connect() {
+        tcp::resolver resolver(strand_);
+        auto [resolve_ec, endpoints] = co_await resolver.async_resolve(
+            address_.host, std::to_string(address_.port), asio::as_tuple(asio::use_awaitable));
+        if (resolve_ec) throw_error(resolve_ec, "cannot resolve " + address_.to_string());
+        auto [connect_ec, endpoint] =
+            co_await asio::async_connect(socket_, endpoints, asio::as_tuple(asio::use_awaitable));
+        if (connect_ec) throw_error(connect_ec, "cannot connect to " + address_.to_string());
+        socket_.set_option(tcp::no_delay(true));
+        asio::co_spawn(strand_, reader_loop(shared_from_this()), asio::detached);
+        asio::co_spawn(strand_, writer_loop(shared_from_this()), asio::detached);
+    }
+
+    void set_description(sansio::server_description d) {
+        max_message_size_.store(d.max_message_size_bytes, std::memory_order_relaxed);
+        description_ = std::move(d);
+    }
+    [[nodiscard]] const sansio::server_description& description() const noexcept { return description_; }
+    [[nodiscard]] const host_port& address() const noexcept { return address_; }
+    [[nodiscard]] const connection_options& options() const noexcept { return options_; }
+    [[nodiscard]] bool is_broken() const noexcept { return broken_.load(std::memory_order_acquire); }
+    [[nodiscard]] std::size_t in_flight() const noexcept { return outstanding_.load(std::memory_order_relaxed); }
+
+    template <class Token>
+    auto async_exchange(sansio::outgoing_message message, Token&& token) {
+        return asio::async_initiate<Token, completion_signature>(
+            [self = shared_from_this()](auto handler, sansio::outgoing_message m) {
+                auto request = std::make_shared<pending_request>(std::move(m));
+                request->slot = asio::get_associated_cancellation_slot(handler);
+                request->handler_executor = asio::get_associated_executor(handler, self->strand_);
+                request->handler = completion_handler(std::move(handler));
+                if (request->slot.is_connected()) {
+                    request->slot.assign([weak = std::weak_ptr(request), self](asio::cancellation_type) {
+                        asio::dispatch(self->strand_, [weak, self] {
+                            if (auto r = weak.lock()) self->cancel(r);
+                        });
+                    });
+                }
+                asio::dispatch(self->strand_, [self, request] { self->enqueue(request); });
+            },
+            token, std::move(message));
+    }
+
+    // Runs on any thread: the failure is recorded on the strand.
+    void fail(std::exception_ptr why) {
+        asio::dispatch(strand_, [self = shared_from_this(), why] { self->fail_all(why); });
+    }
+
+private:
+    using request_ptr = std::shared_ptr<pending_request>;
+
+    void enqueue(const request_ptr& request) {
+        if (failure_) {
+            complete(request, failure_for_new_requests());
+            return;
+        }
+        outstanding_.fetch_add(1, std::memory_order_relaxed);
+        write_queue_.push_back(request);
+        writer_wakeup_.cancel();
+    }
+
+    void cancel(const request_ptr& request) {
+        using state = pending_request::state;
+        switch (request->current) {
+            case state::queued:
+                std::erase(write_queue_, request);
+                outstanding_.fetch_sub(1, std::memory_order_relaxed);
+                complete(request, cancelled());
+                break;
+            case state::writing: request->cancel_requested = true; break;
+            case state::awaiting_reply:
+                // Stays in in_flight_ so the reader recognises and discards its reply.
+                request->current = state::abandoned;
+                complete(request, cancelled());
+                break;
+            case state::abandoned:
+            case state::done: break;
+        }
+    }
+
+    // Hands the outcome to the caller on the caller's executor, exactly once.
+    void complete(const request_ptr& request, std::exception_ptr failure, reply r = {}) {
+        if (!request->handler) return;
+        if (request->current != pending_request::state::abandoned) request->current = pending_request::state::done;
+        asio::post(request->handler_executor, [handler = std::move(request->handler), slot = request->slot, failure,
+                                               r = std::move(r)]() mutable {
+            // The caller's cancellation slot must be free before its handler runs; the slot lives in the
+            // caller's frame, which is still suspended here.
+            if (slot.is_connected()) slot.clear();
+            std::move(handler)(failure, std::move(r));
+        });
+    }
+
+    std::exception_ptr cancelled() const {
+        return std::make_exception_ptr(error(errc::cancelled, "request to " + address_.to_string() + " cancelled"));
+    }
+
+    std::exception_ptr failure_for_new_requests() const {
+        try {
+            std::rethrow_exception(failure_);
+        } catch (const std::exception& e) {
+            return std::make_exception_ptr(error(
+                errc::connection_broken, "connection to " + address_.to_string() + " failed earlier: " + e.what()));
+        }
+    }
+
+    // Breaks the connection: closes the socket and fails every request that is not being written. Requests in
+    // the middle of the write are failed by the writer once the (now aborted) write returns, so their buffers
+    // are never released while the socket might still read them.
+    void fail_all(std::exception_ptr why) {
+        if (failure_) return;
+        failure_ = why;
+        broken_.store(true, std::memory_order_release);
+        boost::system::error_code ignored;
+        socket_.shutdown(tcp::socket::shutdown_both, ignored);
+        socket_.close(ignored);
+        writer_wakeup_.cancel();
+        for (auto& request : write_queue_) complete(request, why);
+        outstanding_.fetch_sub(write_queue_.size(), std::memory_order_relaxed);
+        write_queue_.clear();
+        for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+            if (it->second->current == pending_request::state::writing) {
+                ++it;
+                continue;
+            }
+            complete(it->second, why);
+            outstanding_.fetch_sub(1, std::memory_order_relaxed);
+            it = in_flight_.erase(it);
+        }
+    }
+
+    std::exception_ptr network_failure(const boost::system::error_code& ec, const char* doing) const {
+        const errc code = ec == asio::error::operation_aborted ? errc::connection_closed : to_client_errc(ec);
+        return std::make_exception_ptr(
+            error(code, std::string(doing) + " " + address_.to_string() + ": " + ec.message()));
+    }
+
+    std::exception_ptr protocol_failure(std::error_code ec) const {
+        return std::make_exception_ptr(error(static_cast<errc>(ec.value()), "protocol error in reply from " +
+                                                                                address_.to_string() + ": " +
+                                                                                ec.message()));
+    }
+
+    static asio::awaitable<void> writer_loop(std::shared_ptr<connection_impl> self) {
+        std::vector<request_ptr> batch;
+        std::vector<asio::const_buffer> buffers;
+        while (!self->failure_) {
+            if (self->write_queue_.empty()) {
+                self->writer_wakeup_.expires_at(asio::steady_timer::time_point::max());
+                boost::system::error_code ignored;
+                co_await self->writer_wakeup_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+                continue;
+            }
+            batch.assign(self->write_queue_.begin(), self->write_queue_.end());
+            self->write_queue_.clear();
+            buffers.clear();
+            for (const auto& request : batch) {
+                request->current = pending_request::state::writing;
+                // Registered before the write: a reply may arrive before the whole gathered write completes.
+                self->in_flight_.emplace(request->message.request_id(), request);
+                const auto& b = request->message.buffers();
+                buffers.insert(buffers.end(), b.begin(), b.end());
+            }
+            auto [ec, written] = co_await asio::async_write(self->socket_, buffers, asio::as_tuple(asio::use_awaitable));
+            (void)written;
+            if (ec && !self->failure_) self->fail_all(self->network_failure(ec, "cannot write to"));
+            for (const auto& request : batch) self->finish_write(request);
+            batch.clear();
+        }
+    }
+
+    void finish_write(const request_ptr& request) {
+        using state = pending_request::state;
+        if (request->current != state::writing) return;  // its reply already arrived
+        if (failure_) {
+            in_flight_.erase(request->message.request_id());
+            outstanding_.fetch_sub(1, std::memory_order_relaxed);
+            complete(request, failure_);
+        } else if (request->cancel_requested) {
+            request->current = state::abandoned;
+            complete(request, cancelled());
+        } else {
+            request->current = state::awaiting_reply;
+        }
+    }
+
+    static asio::awaitable<void> reader_loop(std::shared_ptr<connection_impl> self) {
+        std::array<std::uint8_t, sansio::header_size> header_bytes{};
+        while (!self->failure_) {
+            auto [ec, n] = co_await asio::async_read(self->socket_, asio::buffer(header_bytes),
+                                                     asio::as_tuple(asio::use_awaitable));
+            (void)n;
+            if (ec) {
+                self->fail_all(self->network_failure(ec, "cannot read from"));
+                co_return;
+            }
+            sansio::message_header header;
+            const std::int32_t max_size = self->max_message_size_.load(std::memory_order_relaxed);
+            if (auto perr = sansio::decode_header(header_bytes, max_size, header)) {
+                self->fail_all(self->protocol_failure(perr));
+                co_return;
+            }
+            std::vector<std::uint8_t> bytes(static_cast<std::size_t>(header.message_length));
+            std::memcpy(bytes.data(), header_bytes.data(), header_bytes.size());
+            auto [body_ec, body_n] = co_await asio::async_read(
+                self->socket_, asio::buffer(bytes.data() + sansio::header_size, bytes.size() - sansio::header_size),
+                asio::as_tuple(asio::use_awaitable));
+            (void)body_n;
+            if (body_ec) {
+                self->fail_all(self->network_failure(body_ec, "cannot read from"));
+                co_return;
+            }
+            sansio::decoded_message message;
+            if (auto perr = sansio::decode_op_msg(bytes, max_size, message)) {
+                self->fail_all(self->protocol_failure(perr));
+                co_return;
+            }
+            self->deliver(std::move(bytes), std::move(message));
+        }
+    }
+
+    void deliver(std::vector<std::uint8_t> bytes, sansio::decoded_message message) {
+        const auto it = in_flight_.find(message.header.response_to);
+        if (it == in_flight_.end()) {
+            fail_all(protocol_failure(make_error_code(errc::unmatched_response)));
+            return;
+        }
+        request_ptr request = it->second;
+        in_flight_.erase(it);
+        outstanding_.fetch_sub(1, std::memory_order_relaxed);
+        if (request->current == pending_request::state::abandoned) return;
+        complete(request, nullptr, reply(std::move(bytes), std::move(message)));
+    }
+
+    asio::strand<asio::any_io_executor> strand_;
+    tcp::socket socket_;
+    // Wakes the writer when requests are queued; a timer used as a condition variable, touched only on the
+    // strand.
+    asio::steady_timer writer_wakeup_;
+    host_port address_;
+    connection_options options_;
+    sansio::server_description description_;
+
+    std::deque<request_ptr> write_queue_;
+    std::unordered_map<std::int32_t, request_ptr> in_flight_;  // writing, awaiting reply or abandoned
+    std::exception_ptr failure_;                                 // why the connection broke; set once
+
+    // The reader runs before the handshake finishes, so it reads the limit from here rather than description_,
+    // which the opening coroutine fills in from its own thread.
+    std::atomic<std::int32_t> max_message_size_{sansio::default_max_message_size};
+    std::atomic<bool> broken_{false};
+    std::atomic<std::size_t> outstanding_{0};
+
+    friend class wire::connection;
+};
+
+}  // namespace detail
+
+connection::connection(std::shared_ptr<detail::connection_impl> impl) noexcept : impl_(std::move(impl)) {}
+connection::connection(connection&&) noexcept = default;
+connection& connection::operator=(connection&& other) noexcept {
+    if (this != &other) {
+        close();
+        impl_ = std::move(other.impl_);
+    }
+    return *this;
+}
+connection::~connection() {
+    close();
+}
+
+void connection::close() noexcept {
+    if (!impl_) return;
+    impl_->fail(std::make_exception_ptr(
+        error(errc::connection_closed, "connection to " + impl_->address().to_string() + " closed by the client")));
+}
+
+asio::awaitable<connection> connection::open(asio::any_io_executor executor, host_port address,
+                                             connection_options options) {
+    auto impl = std::make_shared<detail::connection_impl>(executor, std::move(address), std::move(options));
+    connection conn(impl);
+    const auto deadline = async::clock::now() + impl->options().connect_timeout;
+    const std::string where = impl->address().to_string();
+    co_await async::with_timeout(impl->connect(), impl->options().connect_timeout, "connecting to " + where);
+
+    sansio::hello_options hello;
+    hello.app_name = impl->options().app_name;
+    const bson::document command = sansio::make_hello_command(hello);
+    const auto remaining = std::max(deadline - async::clock::now(), async::clock::duration::zero());
+    reply r;
+    try {
+        r = co_await async::with_timeout(
+            impl->async_exchange(sansio::encode_op_msg(detail::next_request_id(), command.view()),
+                                 asio::use_awaitable),
+            remaining, "handshake with " + where);
+    } catch (const error& e) {
+        if (e.code() == errc::connection_closed) {
+            throw error(errc::connection_closed,
+                        std::string(e.what()) +
+                            " (during the handshake; servers older than MongoDB 3.6 close OP_MSG connections)");
+        }
+        throw;
+    }
+    sansio::check_command_reply(r.body());
+    impl->set_description(sansio::parse_hello_reply(r.body()));
+    co_return conn;
+}
+
+asio::awaitable<reply> connection::run_command(std::string_view db, bson::view command,
+                                               std::span<const sansio::document_sequence> sequences) {
+    bson::builder body;
+    body.concat(command);
+    body.append("$db", db);
+    sansio::outgoing_message message =
+        sansio::encode_op_msg(detail::next_request_id(), body.view(), sequences);
+    const auto& d = impl_->description();
+    if (message.size() > static_cast<std::size_t>(d.max_message_size_bytes)) {
+        throw error(errc::invalid_argument, "message of " + std::to_string(message.size()) +
+                                                " bytes exceeds the server's maxMessageSizeBytes (" +
+                                                std::to_string(d.max_message_size_bytes) + ")");
+    }
+    const auto socket_timeout = impl_->options().socket_timeout;
+    reply r;
+    try {
+        r = co_await async::with_timeout(impl_->async_exchange(std::move(message), asio::use_awaitable),
+                                         socket_timeout, "reply from " + impl_->address().to_string());
+    } catch (const error& e) {
+        // After a socket timeout the stream's state is unknown: the connection cannot be trusted again.
+        if (e.code() == errc::timeout) impl_->fail(std::current_exception());
+        throw;
+    }
+    sansio::check_command_reply(r.body());
+    co_return r;
+}
+
+const sansio::server_description& connection::description() const noexcept {
+    return impl_->description();
+}
+const host_port& connection::address() const noexcept {
+    return impl_->address();
+}
+bool connection::is_broken() const noexcept {
+    return !impl_ || impl_->is_broken();
+}
+std::size_t connection::in_flight() const noexcept {
+    return impl_ ? impl_->in_flight() : 0;
+}
+
+}  // namespace gridflow::wire

@@ -1,0 +1,278 @@
+#include <gridflow/async/timeout.hpp>
+#include <gridflow/wire/error.hpp>
+#include <gridflow/wire/pool.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+
+#include <deque>
+#include <mutex>
+
+namespace gridflow::wire {
+
+namespace asio = boost::asio;
+
+namespace detail {
+
+namespace {
+
+// A waiter is handed either a connection or, when none is free but room appeared (a connection was dropped),
+// an empty optional telling it to open one itself.
+using handoff = std::optional<connection>;
+using waiter_signature = void(std::exception_ptr, handoff);
+
+struct waiter {
+    asio::any_completion_handler<waiter_signature> handler;
+    asio::any_io_executor executor;
+    asio::cancellation_slot slot;
+};
+
+void complete(const std::shared_ptr<waiter>& w, std::exception_ptr failure, handoff h) {
+    asio::post(w->executor, [handler = std::move(w->handler), slot = w->slot, failure, h = std::move(h)]() mutable {
+        if (slot.is_connected()) slot.clear();
+        std::move(handler)(failure, std::move(h));
+    });
+}
+
+}  // namespace
+
+class pool_state : public std::enable_shared_from_this<pool_state> {
+public:
+    pool_state(asio::any_io_executor executor, host_port address, pool_options options)
+        : executor_(std::move(executor)), address_(std::move(address)), options_(std::move(options)) {}
+
+    // Queues the caller until a connection is handed over or room appears.
+    template <class Token>
+    auto wait(Token&& token) {
+        return asio::async_initiate<Token, waiter_signature>(
+            [self = shared_from_this()](auto handler) {
+                auto w = std::make_shared<waiter>();
+                w->slot = asio::get_associated_cancellation_slot(handler);
+                w->executor = asio::get_associated_executor(handler, self->executor_);
+                w->handler = std::move(handler);
+                std::lock_guard lock(self->mutex_);
+                if (self->closed_) {
+                    complete(w, std::make_exception_ptr(error(errc::pool_closed, "connection pool closed")),
+                             std::nullopt);
+                    return;
+                }
+                // Room may have appeared between the caller's check and now; let it retry at once.
+                if (self->has_room() || !self->idle_.empty()) {
+                    complete(w, nullptr, std::nullopt);
+                    return;
+                }
+                if (w->slot.is_connected()) {
+                    w->slot.assign([weak = std::weak_ptr(w), self](asio::cancellation_type) {
+                        std::lock_guard inner(self->mutex_);
+                        auto waiting = weak.lock();
+                        if (!waiting || !waiting->handler) return;
+                        std::erase(self->waiters_, waiting);
+                        complete(waiting, std::make_exception_ptr(error(errc::cancelled, "acquire cancelled")),
+                                 std::nullopt);
+                    });
+                }
+                self->waiters_.push_back(std::move(w));
+            },
+            token);
+    }
+
+    // Static with an owning pointer: the pool object may be destroyed while a caller is still in here.
+    static asio::awaitable<pool::lease> acquire(std::shared_ptr<pool_state> self) {
+        for (;;) {
+            std::unique_lock lock(self->mutex_);
+            if (self->closed_) {
+                throw error(errc::pool_closed, "connection pool for " + self->address_.to_string() + " is closed");
+            }
+            if (auto c = self->take_idle()) co_return pool::lease(self, std::move(*c));
+            if (self->has_room()) {
+                ++self->total_;
+                lock.unlock();
+                co_return pool::lease(self, co_await self->open_counted());
+            }
+            lock.unlock();
+            handoff h = co_await async::with_timeout(self->wait(asio::use_awaitable), self->options_.wait_queue_timeout,
+                                                     "waiting for a connection to " + self->address_.to_string());
+            if (h) co_return pool::lease(self, std::move(*h));
+            // Room appeared: loop and take it (or an idle connection, if one came back meanwhile).
+        }
+    }
+
+    void give_back(connection c) noexcept {
+        std::unique_lock lock(mutex_);
+        if (closed_ || c.is_broken()) {
+            --total_;
+            wake_one_for_room();
+            lock.unlock();
+            refill();
+            return;
+        }
+        while (!waiters_.empty()) {
+            auto w = std::move(waiters_.front());
+            waiters_.pop_front();
+            if (!w->handler) continue;
+            complete(w, nullptr, std::move(c));
+            return;
+        }
+        idle_.push_back({std::move(c), async::clock::now()});
+    }
+
+    void close() noexcept {
+        std::deque<std::shared_ptr<waiter>> waiters;
+        std::deque<idle_connection> idle;
+        {
+            std::lock_guard lock(mutex_);
+            if (closed_) return;
+            closed_ = true;
+            waiters.swap(waiters_);
+            idle.swap(idle_);
+            total_ -= idle.size();
+        }
+        const auto failure = std::make_exception_ptr(
+            error(errc::pool_closed, "connection pool for " + address_.to_string() + " closed"));
+        for (auto& w : waiters) {
+            if (w->handler) complete(w, failure, std::nullopt);
+        }
+        // idle's destructor closes the connections.
+    }
+
+    void refill() {
+        std::size_t to_open = 0;
+        {
+            std::lock_guard lock(mutex_);
+            if (closed_ || total_ >= options_.min_size) return;
+            to_open = options_.min_size - total_;
+            total_ += to_open;
+        }
+        for (std::size_t i = 0; i < to_open; ++i) {
+            asio::co_spawn(executor_, open_into_idle(shared_from_this()), asio::detached);
+        }
+    }
+
+    pool::statistics stats() const {
+        std::lock_guard lock(mutex_);
+        return {total_, idle_.size(), waiters_.size()};
+    }
+
+    [[nodiscard]] const host_port& address() const noexcept { return address_; }
+
+private:
+    struct idle_connection {
+        connection conn;
+        async::clock::time_point since;
+    };
+
+    bool has_room() const { return options_.max_size == 0 || total_ < options_.max_size; }
+
+    // Called with the lock held.
+    std::optional<connection> take_idle() {
+        const auto now = async::clock::now();
+        while (!idle_.empty()) {
+            idle_connection entry = std::move(idle_.back());
+            idle_.pop_back();
+            const bool too_old = options_.max_idle_time && now - entry.since > *options_.max_idle_time;
+            if (entry.conn.is_broken() || too_old) {
+                --total_;
+                continue;
+            }
+            return std::move(entry.conn);
+        }
+        return std::nullopt;
+    }
+
+    // Called with the lock held, after total_ dropped: the first live waiter may now open a connection.
+    void wake_one_for_room() {
+        while (!waiters_.empty()) {
+            auto w = std::move(waiters_.front());
+            waiters_.pop_front();
+            if (!w->handler) continue;
+            complete(w, nullptr, std::nullopt);
+            return;
+        }
+    }
+
+    // Opens a connection that was already counted in total_; uncounts it on failure.
+    asio::awaitable<connection> open_counted() {
+        try {
+            co_return co_await connection::open(executor_, address_, options_.connection);
+        } catch (...) {
+            std::lock_guard lock(mutex_);
+            --total_;
+            wake_one_for_room();
+            throw;
+        }
+    }
+
+    static asio::awaitable<void> open_into_idle(std::shared_ptr<pool_state> self) {
+        try {
+            self->give_back(co_await self->open_counted());
+        } catch (const std::exception&) {
+            // A background fill that fails is not an error of any caller; the next acquire() will try again
+            // and report the failure to its caller.
+        }
+    }
+
+    asio::any_io_executor executor_;
+    host_port address_;
+    pool_options options_;
+
+    mutable std::mutex mutex_;
+    std::deque<idle_connection> idle_;
+    std::deque<std::shared_ptr<waiter>> waiters_;
+    std::size_t total_ = 0;
+    bool closed_ = false;
+};
+
+}  // namespace detail
+
+pool::lease::lease(std::shared_ptr<detail::pool_state> owner, connection c) noexcept
+    : owner_(std::move(owner)), connection_(std::move(c)) {}
+
+pool::lease& pool::lease::operator=(lease&& other) noexcept {
+    if (this != &other) {
+        give_back();
+        owner_ = std::move(other.owner_);
+        connection_ = std::move(other.connection_);
+    }
+    return *this;
+}
+
+pool::lease::~lease() {
+    give_back();
+}
+
+void pool::lease::give_back() noexcept {
+    if (owner_ && connection_) owner_->give_back(std::move(*connection_));
+    connection_.reset();
+    owner_.reset();
+}
+
+pool::pool(asio::any_io_executor executor, host_port address, pool_options options)
+    : state_(std::make_shared<detail::pool_state>(std::move(executor), std::move(address), std::move(options))) {
+    state_->refill();
+}
+
+pool::~pool() {
+    close();
+}
+
+asio::awaitable<pool::lease> pool::acquire() {
+    return detail::pool_state::acquire(state_);
+}
+
+void pool::close() noexcept {
+    state_->close();
+}
+
+pool::statistics pool::stats() const {
+    return state_->stats();
+}
+
+const host_port& pool::address() const noexcept {
+    return state_->address();
+}
+
+}  // namespace gridflow::wire
