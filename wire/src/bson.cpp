@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 namespace gridflow::bson {
 
@@ -39,6 +40,44 @@ void check_append(bool ok, std::string_view key) {
         throw error(errc::invalid_argument,
                     "BSON document would exceed the maximum size while appending '" + std::string(key) + "'");
     }
+}
+
+// libbson 1.23's bson_validate checks keys but lets invalid UTF-8 in string values through, so string values
+// are checked here. Iterative, with an explicit stack: nesting depth is bounded only by the message size, and
+// recursion could overflow the call stack on hostile input.
+bool string_values_are_utf8(const bson_t& doc) {
+    std::vector<bson_iter_t> stack(1);
+    if (!bson_iter_init(&stack.back(), &doc)) return false;
+    while (!stack.empty()) {
+        bson_iter_t& it = stack.back();
+        if (!bson_iter_next(&it)) {
+            stack.pop_back();
+            continue;
+        }
+        switch (bson_iter_type(&it)) {
+            case BSON_TYPE_UTF8: {
+                std::uint32_t len = 0;
+                const char* str = bson_iter_utf8(&it, &len);
+                if (!bson_utf8_validate(str, len, true)) return false;
+                break;
+            }
+            case BSON_TYPE_CODE: {
+                std::uint32_t len = 0;
+                const char* str = bson_iter_code(&it, &len);
+                if (!bson_utf8_validate(str, len, true)) return false;
+                break;
+            }
+            case BSON_TYPE_DOCUMENT:
+            case BSON_TYPE_ARRAY: {
+                bson_iter_t child;
+                if (!bson_iter_recurse(&it, &child)) return false;
+                stack.push_back(child);
+                break;
+            }
+            default: break;
+        }
+    }
+    return true;
 }
 
 }  // namespace
@@ -156,7 +195,7 @@ std::optional<view> view::validate(std::span<const std::uint8_t> bytes) noexcept
     std::size_t offset = 0;
     // Structure and UTF-8 checks; "$"/"." keys are legal in replies, so BSON_VALIDATE_DOLLAR_KEYS is not set.
     const auto flags = static_cast<bson_validate_flags_t>(BSON_VALIDATE_UTF8 | BSON_VALIDATE_UTF8_ALLOW_NULL);
-    if (!bson_validate(&b, flags, &offset)) return std::nullopt;
+    if (!bson_validate(&b, flags, &offset) || !string_values_are_utf8(b)) return std::nullopt;
     return view(bytes.data(), bytes.size());
 }
 
@@ -328,6 +367,53 @@ builder& builder::append_array(std::string_view key, const std::function<void(bu
 
 document builder::extract() {
     return document(bson_copy(doc_));
+}
+
+value::value(const bson_oid_t& oid) noexcept {
+    value_.value_type = BSON_TYPE_OID;
+    bson_oid_copy(&oid, &value_.value.v_oid);
+}
+
+value::value(std::string_view s) {
+    if (s.size() >= std::numeric_limits<std::uint32_t>::max()) throw error(errc::invalid_argument, "string too long");
+    value_.value_type = BSON_TYPE_UTF8;
+    value_.value.v_utf8.len = static_cast<std::uint32_t>(s.size());
+    value_.value.v_utf8.str = static_cast<char*>(bson_malloc(s.size() + 1));
+    std::memcpy(value_.value.v_utf8.str, s.data(), s.size());
+    value_.value.v_utf8.str[s.size()] = '\0';
+}
+
+value::value(std::int32_t v) noexcept {
+    value_.value_type = BSON_TYPE_INT32;
+    value_.value.v_int32 = v;
+}
+
+value::value(std::int64_t v) noexcept {
+    value_.value_type = BSON_TYPE_INT64;
+    value_.value.v_int64 = v;
+}
+
+std::string value::to_json() const {
+    // libbson prints values only as part of a document: wrap it as {"v": value} and cut the wrapper off.
+    builder b;
+    b.append("v", value_);
+    const std::string json = b.view().to_json();
+    const auto start = json.find(':');
+    const auto end = json.rfind('}');
+    if (start == std::string::npos || end == std::string::npos || end <= start + 1) return json;
+    std::string inner = json.substr(start + 1, end - start - 1);
+    const auto first = inner.find_first_not_of(' ');
+    const auto last = inner.find_last_not_of(' ');
+    return first == std::string::npos ? inner : inner.substr(first, last - first + 1);
+}
+
+bool operator==(const value& a, const value& b) noexcept {
+    if (a.type() != b.type()) return false;
+    builder left;
+    builder right;
+    left.append("v", a.value_);
+    right.append("v", b.value_);
+    return left.view() == right.view();
 }
 
 std::string array_key(std::size_t index) {

@@ -142,7 +142,7 @@ BOOST_AUTO_TEST_CASE(duplicate_key_is_code_11000_with_its_index) {
         BOOST_TEST(e.kind() == error_kind::server);
         BOOST_TEST(e.is_duplicate_key());
         BOOST_TEST(e.code().value() == 11000);
-        BOOST_TEST(e.code().category() == server_category());
+        BOOST_TEST((e.code().category() == server_category()));
         BOOST_REQUIRE(e.server().has_value());
         BOOST_TEST(e.server()->write_error_index.value_or(-1) == 0);
     }

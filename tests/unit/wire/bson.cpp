@@ -69,3 +69,23 @@ BOOST_AUTO_TEST_CASE(documents_copy_and_compare) {
     BOOST_TEST((a.view() == c.view()));
     BOOST_TEST(bson::document{}.view().empty());
 }
+
+BOOST_AUTO_TEST_CASE(owning_values_of_any_type) {
+    const bson::value oid(bson::new_oid());
+    const bson::value name(std::string_view("report.pdf"));
+    const bson::value number(std::int64_t{42});
+    BOOST_TEST(oid.type() == BSON_TYPE_OID);
+    BOOST_TEST(name.to_json() == "\"report.pdf\"");
+    BOOST_TEST(number.to_json() == "42");
+    bson::value copy = name;
+    BOOST_TEST((copy == name));
+    BOOST_TEST(!(copy == number));
+    BOOST_TEST(!(bson::value(std::int32_t{42}) == number));  // same number, different type
+    const auto doc = bson::document::from_json(R"({"id": {"a": 1}})");
+    const bson::value from_element(doc.at("id"));
+    bson::builder b;
+    b.append("_id", from_element);
+    BOOST_TEST(b.view().at("_id").as_document().at("a").as_int32() == 1);
+    bson::value moved = std::move(copy);
+    BOOST_TEST(moved.to_json() == "\"report.pdf\"");
+}

@@ -27,7 +27,7 @@ BOOST_AUTO_TEST_CASE(server_errors_carry_the_servers_words) {
     BOOST_TEST((e.kind() == error_kind::server));
     BOOST_TEST(e.is_duplicate_key());
     BOOST_TEST(e.code().value() == 11000);
-    BOOST_TEST(e.code().category() == server_category());
+    BOOST_TEST((e.code().category() == server_category()));
     const std::string what = e.what();
     BOOST_TEST(what.find("index 3") != std::string::npos, what);
     BOOST_TEST(what.find("DuplicateKey") != std::string::npos, what);

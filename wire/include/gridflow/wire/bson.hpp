@@ -130,6 +130,37 @@ private:
     bson_t* doc_;
 };
 
+// An owning BSON value of any type: what GridFS file ids are (ObjectId by default, any type by choice).
+class value {
+public:
+    value() noexcept { value_.value_type = BSON_TYPE_NULL; }
+    explicit value(const bson_value_t& v) { bson_value_copy(&v, &value_); }
+    explicit value(const element& e) : value(*e.value()) {}
+    explicit value(const bson_oid_t& oid) noexcept;
+    explicit value(std::string_view s);
+    explicit value(std::int32_t v) noexcept;
+    explicit value(std::int64_t v) noexcept;
+    value(const value& other) : value(other.value_) {}
+    value(value&& other) noexcept : value_(other.value_) { other.value_.value_type = BSON_TYPE_NULL; }
+    value& operator=(value other) noexcept {
+        std::swap(value_, other.value_);
+        return *this;
+    }
+    ~value() { bson_value_destroy(&value_); }
+
+    [[nodiscard]] const bson_value_t& get() const noexcept { return value_; }
+    [[nodiscard]] bson_type_t type() const noexcept { return value_.value_type; }
+    // Relaxed Extended JSON of the value alone, e.g. {"$oid": "..."} or "name" or 42.
+    [[nodiscard]] std::string to_json() const;
+
+    // Same type and same bytes (no numeric conversion: 1 and 1.0 differ, as _id lookups treat them alike but
+    // GridFS ids are compared as the server stored them).
+    friend bool operator==(const value& a, const value& b) noexcept;
+
+private:
+    bson_value_t value_{};
+};
+
 // Appends fields to a document. Keys are taken as string_view and need not be NUL-terminated.
 class builder {
 public:
@@ -153,6 +184,7 @@ public:
     builder& append(std::string_view key, std::chrono::system_clock::time_point t);
     builder& append(std::string_view key, const bson_value_t& v);
     builder& append(std::string_view key, const element& e) { return append(key, *e.value()); }
+    builder& append(std::string_view key, const bson::value& v) { return append(key, v.get()); }
     builder& append_binary(std::string_view key, bson_subtype_t subtype, std::span<const std::uint8_t> bytes);
     builder& append_null(std::string_view key);
     builder& append_array(std::string_view key, bson::view array);

@@ -61,7 +61,7 @@ public:
 
 private:
     friend outgoing_message encode_op_msg(std::int32_t, bson::view, std::span<const document_sequence>,
-                                          std::uint32_t);
+                                          std::uint32_t, std::int32_t);
     std::int32_t request_id_ = 0;
     std::size_t size_ = 0;
     std::vector<std::uint8_t> framing_;
@@ -69,14 +69,18 @@ private:
 };
 
 // Encodes one OP_MSG. `body` is the kind 0 document and must already hold "$db". Throws gridflow::error
-// (errc::invalid_argument) when the message would exceed 2^31-1 bytes or an identifier holds a NUL; the
-// caller enforces maxMessageSizeBytes, which it learns from the handshake.
+// (errc::invalid_argument) when the message would exceed 2^31-1 bytes, the body is not a document (shorter
+// than 5 bytes) or an identifier holds a NUL; the caller enforces maxMessageSizeBytes, which it learns from
+// the handshake. When `flags` holds flag::checksum_present the CRC-32C of the whole message is appended
+// (computed over the referenced bytes, so they must not change until the write completes either way).
+// `response_to` is 0 for a request; a server (the test mock) sets it to the request's id.
 [[nodiscard]] outgoing_message encode_op_msg(std::int32_t request_id, bson::view body,
                                              std::span<const document_sequence> sequences = {},
-                                             std::uint32_t flags = 0);
+                                             std::uint32_t flags = 0, std::int32_t response_to = 0);
 
 // Reads and checks the fixed header. On success `out` is filled and the caller reads
-// out.message_length - header_size more bytes.
+// out.message_length - header_size more bytes; on failure `out` is left alone. Errors: message_too_short
+// (messageLength below 16, negative included), message_too_large (above max_message_size), unknown_opcode.
 [[nodiscard]] std::error_code decode_header(std::span<const std::uint8_t, header_size> bytes,
                                             std::int32_t max_message_size, message_header& out) noexcept;
 
@@ -94,7 +98,16 @@ struct decoded_message {
 };
 
 // Decodes a whole message: `message` holds the 16 header bytes followed by the rest, exactly
-// header.message_length bytes in all. Runs every check listed at the top of this file.
+// header.message_length bytes in all. Runs every check listed at the top of this file and never reads outside
+// `message`; `out` is filled only on success. Errors, besides those of decode_header:
+//   message_too_short        fewer bytes than messageLength, or no room for flagBits (or the checksum)
+//   unknown_required_flag    a bit in 0-15 other than checksumPresent and moreToCome
+//   unexpected_more_to_come  moreToCome set
+//   checksum_mismatch        checksumPresent set and the CRC-32C of every byte before the last 4 differs
+//   bad_section              bytes beyond messageLength, an unknown section kind, no or two kind 0 sections,
+//                            a section or document that overruns the message or its kind 1 section, a kind 1
+//                            identifier without its NUL, documents that do not exactly fill their section
+//   bad_bson                 a document whose length prefix is below 5 or that libbson's validator refuses
 [[nodiscard]] std::error_code decode_op_msg(std::span<const std::uint8_t> message, std::int32_t max_message_size,
                                             decoded_message& out);
 
