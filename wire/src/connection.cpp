@@ -51,10 +51,36 @@ std::int32_t next_request_id() {
 using completion_signature = void(std::exception_ptr, reply);
 using completion_handler = asio::any_completion_handler<completion_signature>;
 
+// Runs the caller's handler on the caller's executor. A named move-only type, so the handler is only ever
+// move-constructed (see pending_request on why any_completion_handler is never assigned).
+struct delivery {
+    delivery(completion_handler h, asio::cancellation_slot s, std::exception_ptr f, reply r)
+        : handler(std::move(h)), slot(s), failure(std::move(f)), result(std::move(r)) {}
+    delivery(delivery&&) noexcept = default;
+    delivery(const delivery&) = delete;
+
+    void operator()() {
+        // The caller's cancellation slot must be free before its handler runs; the slot lives in the caller's
+        // frame, which is still suspended here.
+        if (slot.is_connected()) slot.clear();
+        std::move(handler)(failure, std::move(result));
+    }
+
+    completion_handler handler;
+    asio::cancellation_slot slot;
+    std::exception_ptr failure;
+    reply result;
+};
+
 struct pending_request {
     enum class state { queued, writing, awaiting_reply, abandoned, done };
 
-    explicit pending_request(sansio::outgoing_message m) : message(std::move(m)) {}
+    // The handler arrives by construction, never by assignment: any_completion_handler's move assignment in
+    // Boost 1.81 copies its source as an lvalue through the converting constructor, wrapping the handler in
+    // itself without end.
+    pending_request(sansio::outgoing_message m, completion_handler h, asio::any_io_executor ex,
+                    asio::cancellation_slot s)
+        : message(std::move(m)), handler(std::move(h)), handler_executor(std::move(ex)), slot(s) {}
 
     sansio::outgoing_message message;
     state current = state::queued;
@@ -103,10 +129,10 @@ public:
     auto async_exchange(sansio::outgoing_message message, Token&& token) {
         return asio::async_initiate<Token, completion_signature>(
             [self = shared_from_this()](auto handler, sansio::outgoing_message m) {
-                auto request = std::make_shared<pending_request>(std::move(m));
-                request->slot = asio::get_associated_cancellation_slot(handler);
-                request->handler_executor = asio::get_associated_executor(handler, self->strand_);
-                request->handler = completion_handler(std::move(handler));
+                auto slot = asio::get_associated_cancellation_slot(handler);
+                auto executor = asio::get_associated_executor(handler, self->strand_);
+                auto request = std::make_shared<pending_request>(std::move(m), completion_handler(std::move(handler)),
+                                                                 std::move(executor), slot);
                 if (request->slot.is_connected()) {
                     request->slot.assign([weak = std::weak_ptr(request), self](asio::cancellation_type) {
                         asio::dispatch(self->strand_, [weak, self] {
@@ -160,13 +186,8 @@ private:
     void complete(const request_ptr& request, std::exception_ptr failure, reply r = {}) {
         if (!request->handler) return;
         if (request->current != pending_request::state::abandoned) request->current = pending_request::state::done;
-        asio::post(request->handler_executor, [handler = std::move(request->handler), slot = request->slot, failure,
-                                               r = std::move(r)]() mutable {
-            // The caller's cancellation slot must be free before its handler runs; the slot lives in the
-            // caller's frame, which is still suspended here.
-            if (slot.is_connected()) slot.clear();
-            std::move(handler)(failure, std::move(r));
-        });
+        asio::post(request->handler_executor,
+                   delivery{std::move(request->handler), request->slot, std::move(failure), std::move(r)});
     }
 
     std::exception_ptr cancelled() const {

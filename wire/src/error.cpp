@@ -2,6 +2,8 @@
 
 #include <boost/asio/error.hpp>
 
+#include <ostream>
+
 namespace gridflow {
 
 namespace {
@@ -64,6 +66,24 @@ std::string describe(const server_error_info& info) {
 }
 
 }  // namespace
+
+std::string_view to_string(error_kind kind) noexcept {
+    switch (kind) {
+        case error_kind::network: return "network";
+        case error_kind::protocol: return "protocol";
+        case error_kind::server: return "server";
+        case error_kind::timeout: return "timeout";
+        case error_kind::cancelled: return "cancelled";
+        case error_kind::usage: return "usage";
+        case error_kind::gridfs: return "gridfs";
+        case error_kind::auth: return "auth";
+    }
+    return "unknown";
+}
+
+std::ostream& operator<<(std::ostream& out, error_kind kind) {
+    return out << to_string(kind);
+}
 
 const std::error_category& client_category() noexcept {
     static const client_category_impl instance;

@@ -26,16 +26,36 @@ using handoff = std::optional<connection>;
 using waiter_signature = void(std::exception_ptr, handoff);
 
 struct waiter {
+    // Constructed with its handler, never assigned one: any_completion_handler's move assignment in Boost 1.81
+    // wraps the handler in itself without end.
+    waiter(asio::any_completion_handler<waiter_signature> h, asio::any_io_executor ex, asio::cancellation_slot s)
+        : handler(std::move(h)), executor(std::move(ex)), slot(s) {}
     asio::any_completion_handler<waiter_signature> handler;
     asio::any_io_executor executor;
     asio::cancellation_slot slot;
 };
 
-void complete(const std::shared_ptr<waiter>& w, std::exception_ptr failure, handoff h) {
-    asio::post(w->executor, [handler = std::move(w->handler), slot = w->slot, failure, h = std::move(h)]() mutable {
+// Runs the waiter's handler on its executor; the handler is only ever move-constructed.
+struct delivery {
+    delivery(asio::any_completion_handler<waiter_signature> h, asio::cancellation_slot s, std::exception_ptr f,
+             handoff c)
+        : handler(std::move(h)), slot(s), failure(std::move(f)), conn(std::move(c)) {}
+    delivery(delivery&&) noexcept = default;
+    delivery(const delivery&) = delete;
+
+    void operator()() {
         if (slot.is_connected()) slot.clear();
-        std::move(handler)(failure, std::move(h));
-    });
+        std::move(handler)(failure, std::move(conn));
+    }
+
+    asio::any_completion_handler<waiter_signature> handler;
+    asio::cancellation_slot slot;
+    std::exception_ptr failure;
+    handoff conn;
+};
+
+void complete(const std::shared_ptr<waiter>& w, std::exception_ptr failure, handoff h) {
+    asio::post(w->executor, delivery{std::move(w->handler), w->slot, std::move(failure), std::move(h)});
 }
 
 }  // namespace
@@ -50,10 +70,10 @@ public:
     auto wait(Token&& token) {
         return asio::async_initiate<Token, waiter_signature>(
             [self = shared_from_this()](auto handler) {
-                auto w = std::make_shared<waiter>();
-                w->slot = asio::get_associated_cancellation_slot(handler);
-                w->executor = asio::get_associated_executor(handler, self->executor_);
-                w->handler = std::move(handler);
+                auto slot = asio::get_associated_cancellation_slot(handler);
+                auto executor = asio::get_associated_executor(handler, self->executor_);
+                auto w = std::make_shared<waiter>(asio::any_completion_handler<waiter_signature>(std::move(handler)),
+                                                  std::move(executor), slot);
                 std::lock_guard lock(self->mutex_);
                 if (self->closed_) {
                     complete(w, std::make_exception_ptr(error(errc::pool_closed, "connection pool closed")),

@@ -1,14 +1,18 @@
 // Timeouts by composition (DESIGN.md): a deadline races the operation; when the deadline wins, the operation
 // receives a terminal cancellation and the caller sees errc::timeout. The operation decides what cancellation
-// means for it (see each operation's documentation); with_timeout only waits for it to finish, so nothing is
-// left running behind the caller's back.
+// means for it (see each operation's documentation); with_timeout waits for it to settle, so nothing is left
+// running behind the caller's back.
+//
+// Asio's awaitable operator|| is not used: it waits for the first *successful* operation, so an operation that
+// fails fast (connection refused) would be reported as a timeout once the deadline passed.
 #pragma once
 
 #include <gridflow/wire/error.hpp>
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -23,25 +27,47 @@ namespace gridflow::async {
 
 using clock = std::chrono::steady_clock;
 
+namespace detail {
+
+// co_spawn needs a default-constructible result; optional<T> is one whatever T is.
+template <class T>
+boost::asio::awaitable<std::optional<T>> as_optional(boost::asio::awaitable<T> op) {
+    co_return co_await std::move(op);
+}
+
+}  // namespace detail
+
 // Awaits `op`, or throws gridflow::error(errc::timeout, "<what> timed out after N ms") once `limit` has passed.
-// An empty limit means no deadline.
+// An empty limit means no deadline. Whatever `op` throws is rethrown as is.
 template <class T>
 boost::asio::awaitable<T> with_timeout(boost::asio::awaitable<T> op, std::optional<clock::duration> limit,
                                        std::string what) {
-    using namespace boost::asio::experimental::awaitable_operators;
+    namespace asio = boost::asio;
     if (!limit) co_return co_await std::move(op);
-    boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, *limit);
-    // The timer's own cancellation (when op wins) must not surface as an error, hence redirect_error.
-    boost::system::error_code timer_ec;
-    auto result = co_await (std::move(op) || timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, timer_ec)));
-    if (result.index() == 1) {
+    const auto executor = co_await asio::this_coro::executor;
+    asio::steady_timer timer(executor, *limit);
+    auto timed_out = [&]() {
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*limit).count();
-        throw error(errc::timeout, what + " timed out after " + std::to_string(ms) + " ms");
-    }
+        return error(errc::timeout, what + " timed out after " + std::to_string(ms) + " ms");
+    };
     if constexpr (std::is_void_v<T>) {
-        co_return;
+        auto [order, failure, timer_ec] =
+            co_await asio::experimental::make_parallel_group(asio::co_spawn(executor, std::move(op), asio::deferred),
+                                                             timer.async_wait(asio::deferred))
+                .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+        (void)timer_ec;
+        if (order[0] == 1) throw timed_out();
+        if (failure) std::rethrow_exception(failure);
     } else {
-        co_return std::move(std::get<0>(result));
+        auto [order, failure, result, timer_ec] =
+            co_await asio::experimental::make_parallel_group(
+                asio::co_spawn(executor, detail::as_optional(std::move(op)), asio::deferred),
+                timer.async_wait(asio::deferred))
+                .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+        (void)timer_ec;
+        if (order[0] == 1) throw timed_out();
+        if (failure) std::rethrow_exception(failure);
+        co_return std::move(*result);
     }
 }
 

@@ -22,8 +22,8 @@ struct cursor_state;
 }
 
 struct find_options {
-    std::optional<bson::document> projection;
-    std::optional<bson::document> sort;
+    std::optional<bson::document> projection{};
+    std::optional<bson::document> sort{};
     std::int64_t skip = 0;
     std::int64_t limit = 0;  // 0: no limit
     // Documents per reply. Always sent (find and getMore), so no server answers with an unbounded batch; the

@@ -15,8 +15,10 @@
 
 #include <cstdint>
 
+#include <iosfwd>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 namespace gridflow {
@@ -67,6 +69,10 @@ enum class errc {
     // auth
     auth_failed,
 };
+
+// "network", "protocol", ... for messages and logs.
+[[nodiscard]] std::string_view to_string(error_kind kind) noexcept;
+std::ostream& operator<<(std::ostream& out, error_kind kind);
 
 [[nodiscard]] const std::error_category& client_category() noexcept;
 [[nodiscard]] const std::error_category& server_category() noexcept;

@@ -6,9 +6,9 @@
 //
 // Decoding checks everything before anything is used (DESIGN.md, "Decoding a reply"):
 //   messageLength in [16, maxMessageSizeBytes], opCode is OP_MSG, no unknown required flag bit (0-15),
-//   moreToCome refused (we never send exhaustAllowed, so a reply that claims more replies follow is a protocol
-//   violation), CRC-32C checked when checksumPresent, exactly one kind 0 section, kind 1 sections inside the
-//   message and made of whole documents, every document valid BSON.
+//   moreToCome refused (we never send exhaustAllowed, so a reply that claims more replies follow is a
+//   protocol violation), CRC-32C checked when checksumPresent, exactly one kind 0 section, kind 1 sections
+//   inside the message and made of whole documents, every document valid BSON.
 // Any violation is an error_code in client_category() of kind protocol; the caller closes the connection.
 #pragma once
 
@@ -107,8 +107,9 @@ struct decoded_message {
 //   bad_section              bytes beyond messageLength, an unknown section kind, no or two kind 0 sections,
 //                            a section or document that overruns the message or its kind 1 section, a kind 1
 //                            identifier without its NUL, documents that do not exactly fill their section
-//   bad_bson                 a document whose length prefix is below 5 or that libbson's validator refuses
-[[nodiscard]] std::error_code decode_op_msg(std::span<const std::uint8_t> message, std::int32_t max_message_size,
-                                            decoded_message& out);
+//   bad_bson                 a document whose length prefix is below 5, that nests deeper than 400 levels
+//                            (libbson's validator recurses per level) or that bson::view::validate refuses
+[[nodiscard]] std::error_code decode_op_msg(std::span<const std::uint8_t> message,
+                                            std::int32_t max_message_size, decoded_message& out);
 
 }  // namespace gridflow::wire::sansio

@@ -1,0 +1,144 @@
+#include <gridflow/gridfs/detail/upload_batcher.hpp>
+#include <gridflow/wire/error.hpp>
+
+#include <algorithm>
+#include <limits>
+#include <string>
+#include <utility>
+
+namespace gridflow::gridfs::detail {
+
+namespace {
+
+[[noreturn]] void invalid(const std::string& what) {
+    throw error(errc::invalid_argument, what);
+}
+
+// Checks the limits and returns how many documents fit in one batch; see the header for the rules.
+std::size_t batch_capacity(const chunk_header_encoder& encoder, std::int32_t chunk_size,
+                           const batch_limits& limits) {
+    if (chunk_size <= 0)
+        invalid("chunk size must be positive, got " + std::to_string(chunk_size));
+    if (limits.max_batch_bytes == 0 || limits.max_write_batch_size <= 0 || limits.max_bson_object_size <= 0) {
+        invalid("batch limits must be positive");
+    }
+    if (limits.max_message_size <= 0 ||
+        static_cast<std::size_t>(limits.max_message_size) <= command_reserve) {
+        invalid("maxMessageSizeBytes " + std::to_string(limits.max_message_size) +
+                " leaves no room for chunk documents");
+    }
+    const std::size_t message_room = static_cast<std::size_t>(limits.max_message_size) - command_reserve;
+    const std::size_t document_size = encoder.document_size(static_cast<std::size_t>(chunk_size));
+    if (document_size > static_cast<std::size_t>(limits.max_bson_object_size) ||
+        document_size > message_room) {
+        invalid("chunk size " + std::to_string(chunk_size) + " makes chunk documents of " +
+                std::to_string(document_size) + " bytes, more than the server accepts (maxBsonObjectSize " +
+                std::to_string(limits.max_bson_object_size) + ", " + std::to_string(message_room) +
+                " bytes of message room)");
+    }
+    const std::size_t byte_room = std::min(limits.max_batch_bytes, message_room);
+    const std::size_t by_bytes = std::max<std::size_t>(1, byte_room / document_size);
+    return std::min(by_bytes, static_cast<std::size_t>(limits.max_write_batch_size));
+}
+
+}  // namespace
+
+upload_batcher::upload_batcher(const bson_value_t& files_id, std::int32_t chunk_size,
+                               const batch_limits& limits)
+    : encoder_(files_id),
+      chunk_size_(static_cast<std::size_t>(chunk_size)),
+      documents_per_batch_(batch_capacity(encoder_, chunk_size, limits)) {}
+
+void upload_batcher::check_next_n() const {
+    if (next_n_ > std::numeric_limits<std::int32_t>::max()) {
+        invalid("file too large for chunk size " + std::to_string(chunk_size_) +
+                ": chunk n=" + std::to_string(next_n_) + " would exceed the int32 range of a chunk's n");
+    }
+}
+
+std::size_t upload_batcher::write(std::span<const std::uint8_t> data) {
+    if (finished_)
+        invalid("write after the upload was finished");
+    std::size_t consumed = 0;
+    while (consumed < data.size() && ready_.empty()) {
+        const auto rest = data.subspan(consumed);
+        if (tail_.empty() && rest.size() >= chunk_size_) {
+            check_next_n();
+            add_chunk(rest.first(chunk_size_), std::nullopt);
+            consumed += chunk_size_;
+            continue;
+        }
+        if (tail_.empty()) {
+            check_next_n();
+            tail_.reserve(chunk_size_);
+        }
+        const std::size_t take = std::min(chunk_size_ - tail_.size(), rest.size());
+        tail_.insert(tail_.end(), rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(take));
+        consumed += take;
+        if (tail_.size() == chunk_size_) {
+            // The completed chunk moves into the batch; its heap storage, and so the span, stay put.
+            std::vector<std::uint8_t> chunk = std::exchange(tail_, {});
+            const std::span<const std::uint8_t> bytes(chunk);
+            add_chunk(bytes, std::move(chunk));
+        }
+    }
+    length_ += static_cast<std::int64_t>(consumed);
+    return consumed;
+}
+
+void upload_batcher::add_chunk(std::span<const std::uint8_t> data,
+                               std::optional<std::vector<std::uint8_t>> owned) {
+    if (!open_)
+        open_.emplace(insert_batch(next_n_));
+    insert_batch& batch = *open_;
+    const std::size_t header_size = encoder_.header_size();
+    const std::size_t offset = batch.headers_.size();
+    batch.headers_.resize(offset + header_size);
+    encoder_.encode(bson::new_oid(), static_cast<std::int32_t>(next_n_), data.size(),
+                    std::span(batch.headers_).subspan(offset, header_size));
+    if (owned)
+        batch.owned_.push_back(std::move(*owned));
+    // The header buffer is a placeholder until seal(): headers_ may still reallocate while the batch is open.
+    batch.buffers_.push_back(boost::asio::const_buffer());
+    batch.buffers_.push_back(boost::asio::buffer(data.data(), data.size()));
+    batch.buffers_.push_back(boost::asio::buffer(document_terminator));
+    batch.size_bytes_ += encoder_.document_size(data.size());
+    ++next_n_;
+    if (batch.count() == documents_per_batch_)
+        seal();
+}
+
+void upload_batcher::seal() {
+    if (!open_)
+        return;
+    insert_batch& batch = *open_;
+    const std::size_t header_size = encoder_.header_size();
+    for (std::size_t i = 0; i < batch.count(); ++i) {
+        batch.buffers_[3 * i] = boost::asio::buffer(batch.headers_.data() + i * header_size, header_size);
+    }
+    ready_.push_back(std::move(batch));
+    open_.reset();
+}
+
+void upload_batcher::finish() {
+    if (finished_)
+        return;
+    if (!tail_.empty()) {
+        // The open batch always has room: it is sealed the moment it is full.
+        std::vector<std::uint8_t> chunk = std::exchange(tail_, {});
+        const std::span<const std::uint8_t> bytes(chunk);
+        add_chunk(bytes, std::move(chunk));
+    }
+    seal();
+    finished_ = true;
+}
+
+insert_batch upload_batcher::pop() {
+    if (ready_.empty())
+        invalid("no insert batch is ready");
+    insert_batch batch = std::move(ready_.front());
+    ready_.pop_front();
+    return batch;
+}
+
+}  // namespace gridflow::gridfs::detail

@@ -1,0 +1,374 @@
+// Fault tests of wire::connection against the scripted mock server: every failure gives the right typed error,
+// releases every pending request and never hangs.
+#define BOOST_TEST_MODULE mock_wire_connection
+#include <boost/test/unit_test.hpp>
+
+#include <gridflow/async/timeout.hpp>
+#include <gridflow/wire/connection.hpp>
+#include <gridflow/wire/error.hpp>
+#include <gridflow/wire/sansio/crc32c.hpp>
+
+#include "support/mock_server.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+
+namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+using namespace gridflow;
+using namespace std::chrono_literals;
+using test::mock_server;
+
+namespace {
+
+wire::host_port address_of(const mock_server& server) {
+    return {"127.0.0.1", server.port()};
+}
+
+bson::document tagged(std::int32_t tag) {
+    bson::builder b;
+    b.append("echo", std::int32_t{1});
+    b.append("tag", tag);
+    return b.extract();
+}
+
+// Awaits `op` and returns the gridflow::error it throws; fails the test if it succeeds.
+template <class T>
+asio::awaitable<error> expect_error(asio::awaitable<T> op) {
+    try {
+        co_await std::move(op);
+    } catch (const error& e) {
+        co_return e;
+    }
+    throw std::runtime_error("the operation succeeded but an error was expected");
+}
+
+bool is_released_by_failure(const error& e) {
+    return e.kind() == error_kind::network || e.kind() == error_kind::protocol;
+}
+
+}  // namespace
+
+// 64 requests reach the server before it answers any; the replies come back in reverse order and each finds
+// its own request through responseTo.
+BOOST_AUTO_TEST_CASE(sixty_four_requests_before_any_reply_matched_out_of_order) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        auto client_side = [&]() -> asio::awaitable<void> {
+            wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), {});
+            std::vector<bson::document> commands;
+            for (std::int32_t i = 0; i < 64; ++i) commands.push_back(tagged(i));
+            auto one = [&](std::int32_t i) -> asio::awaitable<std::int32_t> {
+                const wire::reply r = co_await conn.run_command("db", commands[static_cast<std::size_t>(i)]);
+                co_return r.body().at("tag").as_int32();
+            };
+            using op_type = decltype(asio::co_spawn(io, one(0), asio::deferred));
+            std::vector<op_type> ops;
+            for (std::int32_t i = 0; i < 64; ++i) ops.push_back(asio::co_spawn(io, one(i), asio::deferred));
+            auto [order, errors, tags] = co_await asio::experimental::make_parallel_group(std::move(ops))
+                                             .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+            for (std::size_t i = 0; i < tags.size(); ++i) {
+                BOOST_TEST(!errors[i]);
+                BOOST_TEST(tags[i] == static_cast<std::int32_t>(i));
+            }
+            // Replies arrived last-request-first.
+            BOOST_TEST(order.front() == 63u);
+            BOOST_TEST(conn.in_flight() == 0u);
+        };
+        auto server_side = [&]() -> asio::awaitable<void> {
+            auto conn = co_await server.accept();
+            std::vector<test::received_request> requests;
+            for (int i = 0; i < 64; ++i) requests.push_back(co_await conn.receives_command("echo"));
+            for (auto it = requests.rbegin(); it != requests.rend(); ++it) {
+                const auto body = test::reply_ok([&](bson::builder& b) { b.append("tag", it->body().at("tag").as_int32()); });
+                co_await conn.reply(*it, body);
+            }
+            co_await conn.receives_close();
+        };
+        co_await (client_side() && server_side());
+    }());
+}
+
+BOOST_AUTO_TEST_CASE(reply_to_no_pending_request_fails_every_request_and_breaks_the_connection) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        auto client_side = [&]() -> asio::awaitable<void> {
+            wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), {});
+            const auto a = tagged(1);
+            const auto b = tagged(2);
+            auto [first, second] = co_await (expect_error(conn.run_command("db", a)) &&
+                                             expect_error(conn.run_command("db", b)));
+            BOOST_TEST(first.code() == errc::unmatched_response);
+            BOOST_TEST((first.kind() == error_kind::protocol));
+            BOOST_TEST(second.code() == errc::unmatched_response);
+            BOOST_TEST(conn.is_broken());
+            BOOST_TEST(conn.in_flight() == 0u);
+            const error later = co_await expect_error(conn.run_command("db", a));
+            BOOST_TEST(later.code() == errc::connection_broken);
+        };
+        auto server_side = [&]() -> asio::awaitable<void> {
+            auto conn = co_await server.accept();
+            const auto first = co_await conn.receives_command("echo");
+            co_await conn.receives_command("echo");
+            co_await conn.reply_with_response_to(first.request_id() + 1000, test::reply_ok());
+            co_await conn.receives_close();
+        };
+        co_await (client_side() && server_side());
+    }());
+}
+
+BOOST_AUTO_TEST_CASE(truncated_reply_then_hang_up_is_connection_closed) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        auto client_side = [&]() -> asio::awaitable<void> {
+            wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), {});
+            const auto a = tagged(1);
+            const auto b = tagged(2);
+            auto [first, second] = co_await (expect_error(conn.run_command("db", a)) &&
+                                             expect_error(conn.run_command("db", b)));
+            BOOST_TEST(first.code() == errc::connection_closed);
+            BOOST_TEST((first.kind() == error_kind::network));
+            BOOST_TEST(second.code() == errc::connection_closed);
+            BOOST_TEST(conn.is_broken());
+        };
+        auto server_side = [&]() -> asio::awaitable<void> {
+            auto conn = co_await server.accept();
+            const auto request = co_await conn.receives_command("echo");
+            co_await conn.receives_command("echo");
+            // A valid reply cut off in the middle of its body: the client reads a header promising more.
+            const auto body = test::reply_ok();
+            auto whole = wire::sansio::encode_op_msg(99, body.view(), {}, 0, request.request_id());
+            std::vector<std::uint8_t> bytes(whole.size());
+            asio::buffer_copy(asio::buffer(bytes), whole.buffers());
+            bytes.resize(bytes.size() - 7);
+            co_await conn.send_raw(bytes);
+            co_await conn.hang_up();
+            co_await conn.receives_close();
+        };
+        co_await (client_side() && server_side());
+    }());
+}
+
+BOOST_AUTO_TEST_CASE(reset_mid_request_is_connection_closed) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        auto client_side = [&]() -> asio::awaitable<void> {
+            wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), {});
+            const error e = co_await expect_error(conn.run_command("db", tagged(1)));
+            BOOST_TEST(e.code() == errc::connection_closed, e.what());
+        };
+        auto server_side = [&]() -> asio::awaitable<void> {
+            auto conn = co_await server.accept();
+            co_await conn.receives_command("echo");
+            conn.reset();
+        };
+        co_await (client_side() && server_side());
+    }());
+}
+
+// The per-operation deadline abandons the request; the connection stays in sync and usable: the late reply
+// is read and dropped, and the next request gets its own reply.
+BOOST_AUTO_TEST_CASE(operation_deadline_abandons_the_request_and_keeps_the_connection) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        auto client_side = [&]() -> asio::awaitable<void> {
+            wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), {});
+            const auto slow = tagged(1);
+            const error e = co_await expect_error(
+                async::with_timeout(conn.run_command("db", slow), 100ms, "slow echo"));
+            BOOST_TEST(e.code() == errc::timeout);
+            BOOST_TEST(std::string(e.what()).find("slow echo timed out") != std::string::npos, e.what());
+            BOOST_TEST(!conn.is_broken());
+            const wire::reply r = co_await conn.run_command("db", tagged(2));
+            BOOST_TEST(r.body().at("tag").as_int32() == 2);
+            BOOST_TEST(conn.in_flight() == 0u);
+        };
+        auto server_side = [&]() -> asio::awaitable<void> {
+            auto conn = co_await server.accept();
+            const auto first = co_await conn.receives_command("echo");
+            const auto second = co_await conn.receives_command("echo");
+            co_await conn.reply(first, test::reply_ok([](bson::builder& b) { b.append("tag", std::int32_t{1}); }));
+            co_await conn.reply(second, test::reply_ok([](bson::builder& b) { b.append("tag", std::int32_t{2}); }));
+            co_await conn.receives_close();
+        };
+        co_await (client_side() && server_side());
+    }());
+}
+
+// socketTimeoutMS: the stream's state is unknown after it fires, so the connection breaks and every request
+// on it fails.
+BOOST_AUTO_TEST_CASE(socket_timeout_breaks_the_connection_and_releases_all) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        auto client_side = [&]() -> asio::awaitable<void> {
+            wire::connection_options options;
+            options.socket_timeout = 150ms;
+            wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), options);
+            auto [first, second] = co_await (expect_error(conn.run_command("db", tagged(1))) &&
+                                             expect_error(conn.run_command("db", tagged(2))));
+            BOOST_TEST((first.kind() == error_kind::timeout || is_released_by_failure(first)), first.what());
+            BOOST_TEST((second.kind() == error_kind::timeout || is_released_by_failure(second)), second.what());
+            BOOST_TEST((first.kind() == error_kind::timeout || second.kind() == error_kind::timeout));
+            BOOST_TEST(conn.is_broken());
+            BOOST_TEST(conn.in_flight() == 0u);
+        };
+        auto server_side = [&]() -> asio::awaitable<void> {
+            auto conn = co_await server.accept();
+            co_await conn.receives_command("echo");
+            co_await conn.receives_command("echo");
+            co_await conn.receives_close();
+        };
+        co_await (client_side() && server_side());
+    }());
+}
+
+BOOST_AUTO_TEST_CASE(server_that_never_answers_hello_times_out_the_connect) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    server.auto_hello(false);
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        auto client_side = [&]() -> asio::awaitable<void> {
+            wire::connection_options options;
+            options.connect_timeout = 200ms;
+            const error e = co_await expect_error(wire::connection::open(io.get_executor(), address_of(server), options));
+            BOOST_TEST(e.code() == errc::timeout, e.what());
+            BOOST_TEST(std::string(e.what()).find("handshake") != std::string::npos, e.what());
+        };
+        auto server_side = [&]() -> asio::awaitable<void> {
+            auto conn = co_await server.accept();
+            co_await conn.receives_command("hello");
+            co_await conn.receives_close();
+        };
+        co_await (client_side() && server_side());
+    }());
+}
+
+BOOST_AUTO_TEST_CASE(old_server_is_refused_with_a_clear_error) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    server.hello_reply(bson::document::from_json(R"({"ismaster": true, "maxWireVersion": 5, "minWireVersion": 0, "ok": 1})"));
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        auto client_side = [&]() -> asio::awaitable<void> {
+            const error e = co_await expect_error(wire::connection::open(io.get_executor(), address_of(server), {}));
+            BOOST_TEST(e.code() == errc::wire_version_too_old);
+            BOOST_TEST(std::string(e.what()).find("MongoDB 3.6") != std::string::npos, e.what());
+        };
+        auto server_side = [&]() -> asio::awaitable<void> {
+            auto conn = co_await server.accept();
+            co_await conn.receives_close();
+        };
+        co_await (client_side() && server_side());
+    }());
+}
+
+// Malformed replies of several kinds: each is a protocol error that closes the connection.
+BOOST_AUTO_TEST_CASE(malformed_replies_are_protocol_errors) {
+    struct corruption {
+        const char* name;
+        errc expected;
+        std::function<void(std::vector<std::uint8_t>&)> apply;
+    };
+    const std::vector<corruption> cases = {
+        {"opCode", errc::unknown_opcode, [](auto& m) { m[12] = 0x01; m[13] = 0x00; }},
+        {"required flag", errc::unknown_required_flag, [](auto& m) { m[16] |= 0x04; }},
+        {"moreToCome", errc::unexpected_more_to_come, [](auto& m) { m[16] |= 0x02; }},
+        {"section kind", errc::bad_section, [](auto& m) { m[20] = 0x07; }},
+        {"bson element type", errc::bad_bson, [](auto& m) { m[25] = 0x42; }},
+        {"checksum", errc::checksum_mismatch, [](auto& m) {
+             // Claims a checksum and carries a wrong one.
+             m[16] |= 0x01;
+             const std::uint32_t len = static_cast<std::uint32_t>(m.size() + 4);
+             m[0] = static_cast<std::uint8_t>(len);
+             m[1] = static_cast<std::uint8_t>(len >> 8);
+             m.insert(m.end(), {0xde, 0xad, 0xbe, 0xef});
+         }},
+        {"huge length", errc::message_too_large, [](auto& m) { m[3] = 0x7f; }},
+        {"negative length", errc::message_too_short, [](auto& m) { m[3] = 0x80; }},
+    };
+    for (const auto& c : cases) {
+        BOOST_TEST_CONTEXT("corruption: " << c.name) {
+            asio::io_context io;
+            mock_server server(io.get_executor());
+            test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+                auto client_side = [&]() -> asio::awaitable<void> {
+                    wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), {});
+                    const error e = co_await expect_error(conn.run_command("db", tagged(1)));
+                    BOOST_TEST(e.code() == c.expected, e.what());
+                    BOOST_TEST((e.kind() == error_kind::protocol));
+                    BOOST_TEST(conn.is_broken());
+                };
+                auto server_side = [&]() -> asio::awaitable<void> {
+                    auto conn = co_await server.accept();
+                    const auto request = co_await conn.receives_command("echo");
+                    const auto body = test::reply_ok();
+                    auto message = wire::sansio::encode_op_msg(7, body.view(), {}, 0, request.request_id());
+                    std::vector<std::uint8_t> bytes(message.size());
+                    asio::buffer_copy(asio::buffer(bytes), message.buffers());
+                    c.apply(bytes);
+                    co_await conn.send_raw(bytes);
+                    co_await conn.receives_close();
+                };
+                co_await (client_side() && server_side());
+            }());
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(valid_checksum_is_accepted) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        auto client_side = [&]() -> asio::awaitable<void> {
+            wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), {});
+            const wire::reply r = co_await conn.run_command("db", tagged(5));
+            BOOST_TEST(r.body().at("tag").as_int32() == 5);
+        };
+        auto server_side = [&]() -> asio::awaitable<void> {
+            auto conn = co_await server.accept();
+            const auto request = co_await conn.receives_command("echo");
+            const auto body = test::reply_ok([](bson::builder& b) { b.append("tag", std::int32_t{5}); });
+            co_await conn.reply_with_response_to(request.request_id(), body, wire::sansio::flag::checksum_present);
+            co_await conn.receives_close();
+        };
+        co_await (client_side() && server_side());
+    }());
+}
+
+BOOST_AUTO_TEST_CASE(cancelling_a_written_request_abandons_it) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        auto client_side = [&]() -> asio::awaitable<void> {
+            wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), {});
+            asio::steady_timer trigger(io, 100ms);
+            // The timer wins the race: the request, already written, is cancelled.
+            auto result = co_await (conn.run_command("db", tagged(1)) || trigger.async_wait(asio::use_awaitable));
+            BOOST_TEST(result.index() == 1u);
+            BOOST_TEST(!conn.is_broken());
+            const wire::reply r = co_await conn.run_command("db", tagged(2));
+            BOOST_TEST(r.body().at("tag").as_int32() == 2);
+        };
+        auto server_side = [&]() -> asio::awaitable<void> {
+            auto conn = co_await server.accept();
+            const auto first = co_await conn.receives_command("echo");
+            const auto second = co_await conn.receives_command("echo", 2s);
+            co_await conn.reply(first, test::reply_ok([](bson::builder& b) { b.append("tag", std::int32_t{1}); }));
+            co_await conn.reply(second, test::reply_ok([](bson::builder& b) { b.append("tag", std::int32_t{2}); }));
+            co_await conn.receives_close();
+        };
+        co_await (client_side() && server_side());
+    }());
+}
