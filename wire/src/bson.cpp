@@ -42,15 +42,27 @@ void check_append(bool ok, std::string_view key) {
     }
 }
 
-// libbson 1.23's bson_validate checks keys but lets invalid UTF-8 in string values through, so string values
-// are checked here. Iterative, with an explicit stack: nesting depth is bounded only by the message size, and
-// recursion could overflow the call stack on hostile input.
-bool string_values_are_utf8(const bson_t& doc) {
-    std::vector<bson_iter_t> stack(1);
-    if (!bson_iter_init(&stack.back(), &doc)) return false;
+// Deeper documents are refused: libbson's validator recurses once per level, and the server itself refuses
+// nesting beyond 100 (the headroom keeps any legitimate reply well inside).
+constexpr std::size_t max_nesting_depth = 400;
+
+// One level of the walk below. A wrapper, because bson_iter_t is declared 128-byte aligned but is 80 bytes long:
+// a std::vector<bson_iter_t> could not keep its elements aligned.
+struct walk_level {
+    bson_iter_t it;
+};
+
+// Runs before bson_validate: bounds the nesting depth (so the validator's recursion is bounded too) and checks
+// the UTF-8 of string values, which libbson 1.23's bson_validate lets through. Iterative, with an explicit
+// stack, because the depth of hostile input is bounded only by the message size.
+bool depth_and_strings_are_valid(const bson_t& doc) {
+    std::vector<walk_level> stack(1);
+    if (!bson_iter_init(&stack.back().it, &doc)) return false;
     while (!stack.empty()) {
-        bson_iter_t& it = stack.back();
+        bson_iter_t& it = stack.back().it;
         if (!bson_iter_next(&it)) {
+            // bson_iter_next also stops at a corrupt field, and then records where.
+            if (it.err_off != 0) return false;
             stack.pop_back();
             continue;
         }
@@ -69,8 +81,9 @@ bool string_values_are_utf8(const bson_t& doc) {
             }
             case BSON_TYPE_DOCUMENT:
             case BSON_TYPE_ARRAY: {
-                bson_iter_t child;
-                if (!bson_iter_recurse(&it, &child)) return false;
+                if (stack.size() >= max_nesting_depth) return false;
+                walk_level child;
+                if (!bson_iter_recurse(&it, &child.it)) return false;
                 stack.push_back(child);
                 break;
             }
@@ -82,8 +95,31 @@ bool string_values_are_utf8(const bson_t& doc) {
 
 }  // namespace
 
+element::element(const bson_iter_t& it) noexcept
+    : state_{it.raw, it.len, it.off, it.type, it.key, it.d1, it.d2, it.d3, it.d4, it.next_off, it.err_off, {}} {
+    bson_iter_t copy = it;
+    state_.value = *bson_iter_value(&copy);
+}
+
+void element::restore(bson_iter_t& it) const noexcept {
+    it.raw = state_.raw;
+    it.len = state_.len;
+    it.off = state_.off;
+    it.type = state_.type;
+    it.key = state_.key;
+    it.d1 = state_.d1;
+    it.d2 = state_.d2;
+    it.d3 = state_.d3;
+    it.d4 = state_.d4;
+    it.next_off = state_.next_off;
+    it.err_off = state_.err_off;
+    it.value = state_.value;
+}
+
 std::string_view element::key() const noexcept {
-    return {bson_iter_key(&it_), bson_iter_key_len(&it_)};
+    const char* key = reinterpret_cast<const char*>(state_.raw + state_.key);
+    // The key runs from its offset to the NUL before the value (d1).
+    return {key, state_.d1 - state_.key - 1};
 }
 
 void element::type_mismatch(const char* expected) const {
@@ -97,26 +133,34 @@ bool element::is_number() const noexcept {
 }
 
 std::int32_t element::as_int32() const {
+    bson_iter_t it;
+    restore(it);
     if (type() != BSON_TYPE_INT32) type_mismatch("int32");
-    return bson_iter_int32(&it_);
+    return bson_iter_int32(&it);
 }
 
 std::int64_t element::as_int64() const {
+    bson_iter_t it;
+    restore(it);
     if (type() != BSON_TYPE_INT64) type_mismatch("int64");
-    return bson_iter_int64(&it_);
+    return bson_iter_int64(&it);
 }
 
 double element::as_double() const {
+    bson_iter_t it;
+    restore(it);
     if (type() != BSON_TYPE_DOUBLE) type_mismatch("double");
-    return bson_iter_double(&it_);
+    return bson_iter_double(&it);
 }
 
 std::int64_t element::as_integer() const {
+    bson_iter_t it;
+    restore(it);
     switch (type()) {
-        case BSON_TYPE_INT32: return bson_iter_int32(&it_);
-        case BSON_TYPE_INT64: return bson_iter_int64(&it_);
+        case BSON_TYPE_INT32: return bson_iter_int32(&it);
+        case BSON_TYPE_INT64: return bson_iter_int64(&it);
         case BSON_TYPE_DOUBLE: {
-            const double d = bson_iter_double(&it_);
+            const double d = bson_iter_double(&it);
             // 2^63 itself does not fit; the bounds are exact powers of two, so the comparisons are exact.
             if (std::trunc(d) != d || d < -9223372036854775808.0 || d >= 9223372036854775808.0) {
                 type_mismatch("integral number");
@@ -128,60 +172,73 @@ std::int64_t element::as_integer() const {
 }
 
 bool element::as_bool() const {
+    bson_iter_t it;
+    restore(it);
     if (type() != BSON_TYPE_BOOL) type_mismatch("bool");
-    return bson_iter_bool(&it_);
+    return bson_iter_bool(&it);
 }
 
 bool element::truthy() const noexcept {
-    return bson_iter_as_bool(&it_);
+    bson_iter_t it;
+    restore(it);
+    return bson_iter_as_bool(&it);
 }
 
 std::string_view element::as_string() const {
+    bson_iter_t it;
+    restore(it);
     if (type() != BSON_TYPE_UTF8) type_mismatch("string");
     std::uint32_t len = 0;
-    const char* s = bson_iter_utf8(&it_, &len);
+    const char* s = bson_iter_utf8(&it, &len);
     return {s, len};
 }
 
 view element::as_document() const {
+    bson_iter_t it;
+    restore(it);
     if (type() != BSON_TYPE_DOCUMENT) type_mismatch("document");
     std::uint32_t len = 0;
     const std::uint8_t* data = nullptr;
-    bson_iter_document(&it_, &len, &data);
+    bson_iter_document(&it, &len, &data);
     return {data, len};
 }
 
 view element::as_array() const {
+    bson_iter_t it;
+    restore(it);
     if (type() != BSON_TYPE_ARRAY) type_mismatch("array");
     std::uint32_t len = 0;
     const std::uint8_t* data = nullptr;
-    bson_iter_array(&it_, &len, &data);
+    bson_iter_array(&it, &len, &data);
     return {data, len};
 }
 
-const bson_oid_t& element::as_oid() const {
+bson_oid_t element::as_oid() const {
     if (type() != BSON_TYPE_OID) type_mismatch("objectId");
-    return *bson_iter_oid(&it_);
+    return state_.value.value.v_oid;
 }
 
 std::chrono::system_clock::time_point element::as_date() const {
+    bson_iter_t it;
+    restore(it);
     if (type() != BSON_TYPE_DATE_TIME) type_mismatch("date");
-    return std::chrono::system_clock::time_point(std::chrono::milliseconds(bson_iter_date_time(&it_)));
+    return std::chrono::system_clock::time_point(std::chrono::milliseconds(bson_iter_date_time(&it)));
 }
 
 element::binary element::as_binary() const {
+    bson_iter_t it;
+    restore(it);
     if (type() != BSON_TYPE_BINARY) type_mismatch("binary");
     bson_subtype_t subtype{};
     std::uint32_t len = 0;
     const std::uint8_t* data = nullptr;
-    bson_iter_binary(&it_, &subtype, &len, &data);
+    bson_iter_binary(&it, &subtype, &len, &data);
     return {subtype, {data, len}};
 }
 
 std::span<const std::uint8_t> element::raw_value() const noexcept {
     // The value starts after type byte, key and its NUL; its length is what remains up to the next element.
-    const std::uint8_t* raw = it_.raw;
-    return {raw + it_.d1, it_.next_off - it_.d1};
+    return {state_.raw + state_.d1, state_.next_off - state_.d1};
 }
 
 std::optional<view> view::validate(std::span<const std::uint8_t> bytes) noexcept {
@@ -195,7 +252,7 @@ std::optional<view> view::validate(std::span<const std::uint8_t> bytes) noexcept
     std::size_t offset = 0;
     // Structure and UTF-8 checks; "$"/"." keys are legal in replies, so BSON_VALIDATE_DOLLAR_KEYS is not set.
     const auto flags = static_cast<bson_validate_flags_t>(BSON_VALIDATE_UTF8 | BSON_VALIDATE_UTF8_ALLOW_NULL);
-    if (!bson_validate(&b, flags, &offset) || !string_values_are_utf8(b)) return std::nullopt;
+    if (!depth_and_strings_are_valid(b) || !bson_validate(&b, flags, &offset)) return std::nullopt;
     return view(bytes.data(), bytes.size());
 }
 

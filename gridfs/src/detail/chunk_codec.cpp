@@ -114,11 +114,11 @@ chunk_header encode_chunk_header(const bson_value_t& files_id, std::int32_t n, s
 std::optional<std::int64_t> integral_value(const bson::element& e) noexcept {
     switch (e.type()) {
         case BSON_TYPE_INT32:
-            return bson_iter_int32(&e.iter());
+            return e.value()->value.v_int32;
         case BSON_TYPE_INT64:
-            return bson_iter_int64(&e.iter());
+            return e.value()->value.v_int64;
         case BSON_TYPE_DOUBLE: {
-            const double d = bson_iter_double(&e.iter());
+            const double d = e.value()->value.v_double;
             // -2^63 and 2^63 are exact doubles; 2^63 itself does not fit. NaN fails every comparison.
             if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || std::trunc(d) != d) {
                 return std::nullopt;

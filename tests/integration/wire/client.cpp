@@ -13,11 +13,14 @@
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <atomic>
 #include <set>
+#include <thread>
 
 namespace asio = boost::asio;
 using namespace gridflow;
@@ -278,4 +281,42 @@ BOOST_AUTO_TEST_CASE(update_delete_and_indexes) {
     bool found_index = false;
     for (const auto& ix : indexes) found_index |= ix.at("name").as_string() == "payload_1__id_-1";
     BOOST_TEST(found_index);
+}
+
+// One client shared by coroutines running on four threads of one io_context.
+BOOST_AUTO_TEST_CASE(pool_shared_across_threads) {
+    asio::io_context io;
+    wire::client client(io.get_executor(), test::server_uri() + "?maxPoolSize=4");
+    const auto coll = client.database(test::unique_name("threads")).collection("items");
+    std::atomic<int> finished{0};
+    std::atomic<int> failures{0};
+    auto worker = [&](std::int64_t w) -> asio::awaitable<void> {
+        for (std::int64_t k = 0; k < 25; ++k) co_await coll.insert_one(doc_with_id(w * 100 + k));
+    };
+    for (std::int64_t w = 0; w < 16; ++w) {
+        asio::co_spawn(io, worker(w), [&](std::exception_ptr e) {
+            if (e) ++failures;
+            ++finished;
+        });
+    }
+    auto guard = asio::make_work_guard(io);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) threads.emplace_back([&] { io.run(); });
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (finished < 16 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    BOOST_TEST(finished.load() == 16);
+    BOOST_TEST(failures.load() == 0);
+    BOOST_TEST(client.pool().stats().total <= 4u);
+    client.close();
+    io.stop();
+    for (auto& t : threads) t.join();
+    io.restart();
+    const auto all = run(io, [&]() -> asio::awaitable<std::vector<bson::document>> {
+        wire::client reader(io.get_executor(), test::server_uri());
+        auto c = co_await reader.database(coll.database().name()).collection("items").find(bson::document{}, {.batch_size = 500});
+        co_return co_await c.to_vector();
+    }());
+    BOOST_TEST(all.size() == 400u);
 }

@@ -29,12 +29,17 @@ using type = bson_type_t;
 
 class view;
 
+// bson_iter_t and bson_t are declared 128-byte aligned (and bson_iter_t is only 80 bytes long). Coroutine frames
+// and arrays cannot honour that, so no type here holds one by value: element keeps the iterator's fields in a
+// plain struct and rebuilds a bson_iter_t on the stack of ordinary functions, and builder keeps its bson_t on
+// the heap. Every type in this header may therefore live in a coroutine frame or a container.
 class element {
 public:
-    explicit element(const bson_iter_t& it) noexcept : it_(it) {}
+    // `it` must point at a field (after a successful bson_iter_next).
+    explicit element(const bson_iter_t& it) noexcept;
 
     [[nodiscard]] std::string_view key() const noexcept;
-    [[nodiscard]] bson_type_t type() const noexcept { return bson_iter_type(&it_); }
+    [[nodiscard]] bson_type_t type() const noexcept { return static_cast<bson_type_t>(state_.raw[state_.type]); }
 
     [[nodiscard]] bool is_number() const noexcept;
     [[nodiscard]] std::int32_t as_int32() const;
@@ -48,7 +53,7 @@ public:
     [[nodiscard]] std::string_view as_string() const;
     [[nodiscard]] view as_document() const;
     [[nodiscard]] view as_array() const;
-    [[nodiscard]] const bson_oid_t& as_oid() const;
+    [[nodiscard]] bson_oid_t as_oid() const;
     [[nodiscard]] std::chrono::system_clock::time_point as_date() const;
     struct binary {
         bson_subtype_t subtype;
@@ -57,12 +62,19 @@ public:
     [[nodiscard]] binary as_binary() const;
     // The raw bytes of this element's value (for document and array, the embedded document).
     [[nodiscard]] std::span<const std::uint8_t> raw_value() const noexcept;
-    [[nodiscard]] const bson_value_t* value() const noexcept { return bson_iter_value(const_cast<bson_iter_t*>(&it_)); }
-    [[nodiscard]] const bson_iter_t& iter() const noexcept { return it_; }
+    // The value as libbson describes it; strings and binaries point into the document's bytes.
+    [[nodiscard]] const bson_value_t* value() const noexcept { return &state_.value; }
 
 private:
+    // The fields of bson_iter_t, without its alignment.
+    struct iter_state {
+        const std::uint8_t* raw;
+        std::uint32_t len, off, type, key, d1, d2, d3, d4, next_off, err_off;
+        bson_value_t value;
+    };
     [[noreturn]] void type_mismatch(const char* expected) const;
-    bson_iter_t it_;
+    void restore(bson_iter_t& it) const noexcept;
+    iter_state state_;
 };
 
 class view {
@@ -92,7 +104,8 @@ public:
     // Canonical-free, human-readable relaxed Extended JSON (for messages and the CLI).
     [[nodiscard]] std::string to_json() const;
 
-    // A bson_t over these bytes for libbson calls that take one; valid while the bytes are.
+    // A bson_t over these bytes for libbson calls that take one; valid while the bytes are. Call it only in
+    // ordinary functions: a bson_t must not live in a coroutine frame (see element).
     [[nodiscard]] bson_t as_bson_t() const noexcept;
 
     friend bool operator==(const view& a, const view& b) noexcept;
@@ -164,11 +177,11 @@ private:
 // Appends fields to a document. Keys are taken as string_view and need not be NUL-terminated.
 class builder {
 public:
-    builder() : doc_(&storage_) { bson_init(&storage_); }
+    builder() : doc_(bson_new()), owned_(true) {}
     builder(const builder&) = delete;
     builder& operator=(const builder&) = delete;
     ~builder() {
-        if (doc_ == &storage_) bson_destroy(&storage_);
+        if (owned_) bson_destroy(doc_);
     }
 
     builder& append(std::string_view key, std::int32_t v);
@@ -200,9 +213,9 @@ public:
 
 private:
     // A builder over a sub-document that its parent opened and will close.
-    explicit builder(bson_t* child) noexcept : doc_(child) {}
-    bson_t storage_;
+    explicit builder(bson_t* child) noexcept : doc_(child), owned_(false) {}
     bson_t* doc_;
+    bool owned_;
 };
 
 // "0", "1", ... for array keys.
