@@ -53,6 +53,8 @@ BOOST_AUTO_TEST_CASE(insert_splits_at_max_write_batch_size) {
         auto client_side = [&]() -> asio::awaitable<void> {
             const auto n = co_await client.database("db").collection("c").insert_many(views);
             BOOST_TEST(n == 10);
+            // Pooled connections stay open until the pool closes; the server waits for that close.
+            client.close();
         };
         auto server_side = [&]() -> asio::awaitable<void> {
             auto conn = co_await server.accept();
@@ -94,6 +96,7 @@ BOOST_AUTO_TEST_CASE(insert_splits_at_max_message_size_and_refuses_oversized_doc
             } catch (const error& e) {
                 BOOST_TEST(e.code() == errc::invalid_argument, e.what());
             }
+            client.close();
         };
         auto server_side = [&]() -> asio::awaitable<void> {
             auto conn = co_await server.accept();

@@ -35,7 +35,7 @@ BOOST_AUTO_TEST_CASE(wait_queue_timeout_when_every_connection_is_leased) {
     mock_server server(io.get_executor());
     test::run_to_completion(io, [&]() -> asio::awaitable<void> {
         wire::pool pool(io.get_executor(), {"127.0.0.1", server.port()}, one_connection(100ms));
-        auto client_side = [&]() -> asio::awaitable<void> {
+        auto client_work = [&]() -> asio::awaitable<void> {
             auto held = co_await pool.acquire();
             try {
                 co_await pool.acquire();
@@ -46,6 +46,11 @@ BOOST_AUTO_TEST_CASE(wait_queue_timeout_when_every_connection_is_leased) {
             }
             BOOST_TEST(pool.stats().waiting == 0u);
             BOOST_TEST(pool.stats().total == 1u);
+        };
+        // Returned connections stay open in the pool until it closes; the server waits for that close.
+        auto client_side = [&]() -> asio::awaitable<void> {
+            co_await client_work();
+            pool.close();
         };
         auto server_side = [&]() -> asio::awaitable<void> {
             auto conn = co_await server.accept();
@@ -61,7 +66,7 @@ BOOST_AUTO_TEST_CASE(returned_connection_is_handed_to_the_waiter) {
     mock_server server(io.get_executor());
     test::run_to_completion(io, [&]() -> asio::awaitable<void> {
         wire::pool pool(io.get_executor(), {"127.0.0.1", server.port()}, one_connection());
-        auto client_side = [&]() -> asio::awaitable<void> {
+        auto client_work = [&]() -> asio::awaitable<void> {
             auto first = std::make_optional(co_await pool.acquire());
             const auto* first_address = &**first;
             (void)first_address;
@@ -80,6 +85,11 @@ BOOST_AUTO_TEST_CASE(returned_connection_is_handed_to_the_waiter) {
             BOOST_TEST(pool.stats().total == 1u);
             BOOST_TEST(pool.stats().idle == 1u);
         };
+        // Returned connections stay open in the pool until it closes; the server waits for that close.
+        auto client_side = [&]() -> asio::awaitable<void> {
+            co_await client_work();
+            pool.close();
+        };
         auto server_side = [&]() -> asio::awaitable<void> {
             auto conn = co_await server.accept();
             const auto ping = co_await conn.receives_command("ping");
@@ -95,7 +105,7 @@ BOOST_AUTO_TEST_CASE(broken_connection_is_dropped_and_replaced) {
     mock_server server(io.get_executor());
     test::run_to_completion(io, [&]() -> asio::awaitable<void> {
         wire::pool pool(io.get_executor(), {"127.0.0.1", server.port()}, one_connection());
-        auto client_side = [&]() -> asio::awaitable<void> {
+        auto client_work = [&]() -> asio::awaitable<void> {
             {
                 auto lease = co_await pool.acquire();
                 try {
@@ -110,6 +120,11 @@ BOOST_AUTO_TEST_CASE(broken_connection_is_dropped_and_replaced) {
             auto fresh = co_await pool.acquire();
             const wire::reply r = co_await fresh->run_command("db", bson::document::from_json(R"({"ping": 1})"));
             BOOST_TEST(r.body().at("ok").truthy());
+        };
+        // Returned connections stay open in the pool until it closes; the server waits for that close.
+        auto client_side = [&]() -> asio::awaitable<void> {
+            co_await client_work();
+            pool.close();
         };
         auto server_side = [&]() -> asio::awaitable<void> {
             auto first = co_await server.accept();
@@ -129,12 +144,17 @@ BOOST_AUTO_TEST_CASE(cancelled_waiter_leaves_the_queue) {
     mock_server server(io.get_executor());
     test::run_to_completion(io, [&]() -> asio::awaitable<void> {
         wire::pool pool(io.get_executor(), {"127.0.0.1", server.port()}, one_connection());
-        auto client_side = [&]() -> asio::awaitable<void> {
+        auto client_work = [&]() -> asio::awaitable<void> {
             auto held = co_await pool.acquire();
             asio::steady_timer give_up(io, 50ms);
             auto result = co_await (pool.acquire() || give_up.async_wait(asio::use_awaitable));
             BOOST_TEST(result.index() == 1u);
             BOOST_TEST(pool.stats().waiting == 0u);
+        };
+        // Returned connections stay open in the pool until it closes; the server waits for that close.
+        auto client_side = [&]() -> asio::awaitable<void> {
+            co_await client_work();
+            pool.close();
         };
         auto server_side = [&]() -> asio::awaitable<void> {
             auto conn = co_await server.accept();
@@ -149,7 +169,7 @@ BOOST_AUTO_TEST_CASE(closed_pool_refuses_and_fails_waiters) {
     mock_server server(io.get_executor());
     test::run_to_completion(io, [&]() -> asio::awaitable<void> {
         wire::pool pool(io.get_executor(), {"127.0.0.1", server.port()}, one_connection());
-        auto client_side = [&]() -> asio::awaitable<void> {
+        auto client_work = [&]() -> asio::awaitable<void> {
             auto held = co_await pool.acquire();
             asio::steady_timer close_later(io, 50ms);
             auto waiter = [&]() -> asio::awaitable<void> {
@@ -165,6 +185,11 @@ BOOST_AUTO_TEST_CASE(closed_pool_refuses_and_fails_waiters) {
                 pool.close();
             };
             co_await (waiter() && closer());
+        };
+        // Returned connections stay open in the pool until it closes; the server waits for that close.
+        auto client_side = [&]() -> asio::awaitable<void> {
+            co_await client_work();
+            pool.close();
         };
         auto server_side = [&]() -> asio::awaitable<void> {
             auto conn = co_await server.accept();
