@@ -159,6 +159,10 @@ BOOST_AUTO_TEST_CASE(cursor_sends_batch_size_get_more_and_kill_cursors) {
             const auto kill = co_await conn.receives_command("killCursors");
             BOOST_TEST(kill.body().at("cursors").as_array().at("0").as_int64() == 77);
             co_await conn.reply(kill, test::reply_ok());
+            // The background killCursors task ends once the pool closes; waiting for that close keeps the
+            // test from finishing with the task's frame still alive.
+            client.close();
+            co_await conn.receives_close();
         };
         co_await (client_side() && server_side());
     }());
