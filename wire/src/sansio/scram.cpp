@@ -304,6 +304,10 @@ std::string scram_conversation::client_final(std::string_view server_first) {
         fail("the iteration count " + std::to_string(*iterations) + " is below the minimum of " +
              std::to_string(min_scram_iterations));
     }
+    if (*iterations > max_scram_iterations) {
+        fail("the iteration count " + std::to_string(*iterations) + " is above the maximum of " +
+             std::to_string(max_scram_iterations));
+    }
 
     const EVP_MD* md = digest_of(mechanism_);
     bytes salted = salted_password(*salt, *iterations);

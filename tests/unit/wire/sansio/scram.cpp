@@ -165,6 +165,7 @@ BOOST_AUTO_TEST_CASE(malformed_server_first_fails) {
         "r=fyko+d2lbbFgONRv9qkxdawL3rfc,s=,i=4096",                         // empty salt
         "r=fyko+d2lbbFgONRv9qkxdawL3rfc,s=QSXCR+Q6sek8bf92,i=0",            // zero iterations
         "r=fyko+d2lbbFgONRv9qkxdawL3rfc,s=QSXCR+Q6sek8bf92,i=4095",         // below the minimum
+        "r=fyko+d2lbbFgONRv9qkxdawL3rfc,s=QSXCR+Q6sek8bf92,i=1500001",      // above the maximum
         "r=fyko+d2lbbFgONRv9qkxdawL3rfc,s=QSXCR+Q6sek8bf92,i=-4096",        // negative
         "r=fyko+d2lbbFgONRv9qkxdawL3rfc,s=QSXCR+Q6sek8bf92,i=4096x",        // trailing garbage
         "r=fyko+d2lbbFgONRv9qkxdawL3rfc,s=QSXCR+Q6sek8bf92,i=99999999999",  // overflow

@@ -28,6 +28,10 @@ enum class scram_mechanism { sha1, sha256 };
 // The MongoDB auth spec requires servers to use at least this many PBKDF2 iterations; fewer means a
 // misconfigured or hostile server, so the conversation refuses it for both mechanisms.
 inline constexpr std::uint32_t min_scram_iterations = 4096;
+// The server picks the PBKDF2 cost before it has proved anything, so a hostile one could ask for billions of
+// rounds and stall the client. MongoDB's defaults are 10,000 (SHA-1) and 15,000 (SHA-256); this ceiling leaves
+// room for deployments that raise them a hundredfold and costs well under a second.
+inline constexpr std::uint32_t max_scram_iterations = 1'500'000;
 
 // How the password becomes the PBKDF2 input.
 enum class password_digest {

@@ -1,0 +1,28 @@
+// Feeds arbitrary BSON documents to the readers of command replies: the error check every reply passes
+// through (ok, writeErrors, writeConcernError) and the hello reader the handshake uses. Whatever a server puts
+// in a reply, the result is a value or a gridflow::error, never a crash.
+#include <gridflow/wire/bson.hpp>
+#include <gridflow/wire/error.hpp>
+#include <gridflow/wire/sansio/handshake.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    namespace sansio = gridflow::wire::sansio;
+    const auto reply = gridflow::bson::view::validate(std::span<const std::uint8_t>(data, size));
+    if (!reply)
+        return 0;
+    try {
+        sansio::check_command_reply(*reply);
+    } catch (const gridflow::error& e) {
+        (void)e.what();
+    }
+    try {
+        (void)sansio::parse_hello_reply(*reply);
+    } catch (const gridflow::error& e) {
+        (void)e.what();
+    }
+    return 0;
+}
