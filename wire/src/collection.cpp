@@ -186,6 +186,7 @@ asio::awaitable<cursor> collection::find(bson::view filter, find_options options
     if (options.limit > 0 && options.limit < batch_size) batch_size = static_cast<std::int32_t>(options.limit);
     command.append("batchSize", batch_size);
     if (options.no_cursor_timeout) command.append("noCursorTimeout", true);
+    if (options.read_preference) command.append("$readPreference", *options.read_preference);
 
     auto state = std::make_unique<detail::cursor_state>();
     state->client = db_.client().state_;

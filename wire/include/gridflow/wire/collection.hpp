@@ -30,6 +30,8 @@ struct find_options {
     // dev server would otherwise return a whole collection in one reply.
     std::int32_t batch_size = 101;
     bool no_cursor_timeout = false;
+    // Sent as $readPreference when set, e.g. {mode: "secondaryPreferred"}; getMore follows the cursor's server.
+    std::optional<bson::document> read_preference{};
 };
 
 struct update_result {

@@ -2,15 +2,15 @@
 // own md5 field is deprecated and unavailable under FIPS).
 #pragma once
 
+#include <gridflow/gridfs/detail/message_digest.hpp>
+
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
-
-struct evp_md_ctx_st;
 
 namespace gridflow::gridfs::detail {
 
@@ -21,25 +21,23 @@ public:
 
     // Throws gridflow::error (errc::not_supported) when OpenSSL has no SHA-256 provider, with OpenSSL's
     // reason.
-    sha256();
-    // Movable; a moved-from object may only be destroyed or assigned to.
-    sha256(sha256&&) noexcept = default;
-    sha256& operator=(sha256&&) noexcept = default;
+    sha256() : digest_(message_digest::algorithm::sha256) {}
 
-    void update(std::span<const std::uint8_t> bytes);
-    void update(std::string_view text);
+    void update(std::span<const std::uint8_t> bytes) { digest_.update(bytes); }
+    void update(std::string_view text) { digest_.update(text); }
 
-    // The digest of everything passed to update() so far. Computed on a copy of the running state, so more
-    // update() calls may follow and extend the same stream.
-    [[nodiscard]] digest_type digest() const;
+    // The digest of everything passed to update() so far; more update() calls may follow.
+    [[nodiscard]] digest_type digest() const {
+        const auto bytes = digest_.digest();
+        digest_type out{};
+        std::copy_n(bytes.begin(), std::min(bytes.size(), out.size()), out.begin());
+        return out;
+    }
     // The digest as 64 lowercase hex digits.
-    [[nodiscard]] std::string hex_digest() const;
+    [[nodiscard]] std::string hex_digest() const { return digest_.hex_digest(); }
 
 private:
-    struct context_deleter {
-        void operator()(evp_md_ctx_st* ctx) const noexcept;
-    };
-    std::unique_ptr<evp_md_ctx_st, context_deleter> ctx_;
+    message_digest digest_;
 };
 
 }  // namespace gridflow::gridfs::detail

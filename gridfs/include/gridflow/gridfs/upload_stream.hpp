@@ -1,0 +1,78 @@
+// A pipelined upload of one GridFS file (DESIGN.md, "GridFS data flow", upload).
+//
+// write() copies the caller's bytes into a staging buffer of about batch_bytes; a full staging buffer is cut
+// into chunk documents (detail::upload_batcher) and sent as insert commands whose `documents` kind 1 sequence
+// references the staging buffer, which lives until those inserts are acknowledged. Up to max_in_flight
+// inserts are in flight, spread over a few leased connections; write() suspends only while that window is
+// full (backpressure). close() sends the rest, awaits every insert and only then inserts the files document,
+// so readers never see an incomplete file.
+//
+// Failure: the first failed insert fails the stream; that write() or close() throws its error and every later
+// write() or close() throws it again at once. A duplicate key from the chunks or files collection is reported
+// as errc::file_exists. A stream destroyed without close() or abort() leaves the chunks it wrote behind (no
+// files document refers to them, so no reader sees them); call abort() to delete them.
+//
+// Cancellation and timeout (bucket_options::timeout bounds each write/close/abort): the call throws
+// errc::cancelled or errc::timeout and the stream fails for good. The connections of inserts still in flight
+// are closed, no files document is written (one whose insert was cut short is deleted again), and the chunks
+// are deleted in the background, best effort.
+#pragma once
+
+#include <gridflow/wire/bson.hpp>
+
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace gridflow::gridfs {
+
+struct upload_options {
+    // Empty: the bucket's chunk size.
+    std::optional<std::int32_t> chunk_size_bytes;
+    std::optional<bson::document> metadata;
+    // Deprecated by the spec but still written when given.
+    std::optional<std::string> content_type;
+    std::optional<std::vector<std::string>> aliases;
+};
+
+namespace detail {
+struct upload_state;
+}
+
+class upload_stream {
+public:
+    // An empty stream that may only be assigned to or destroyed (for result slots and containers).
+    upload_stream() noexcept = default;
+    upload_stream(upload_stream&&) noexcept;
+    upload_stream& operator=(upload_stream&&) noexcept;
+    upload_stream(const upload_stream&) = delete;
+    upload_stream& operator=(const upload_stream&) = delete;
+    ~upload_stream();
+
+    [[nodiscard]] const bson::value& id() const noexcept;
+    // Bytes accepted by write() so far.
+    [[nodiscard]] std::int64_t length() const noexcept;
+
+    // Accepts all of data (copied; the caller may reuse it at once). Suspends only while max_in_flight
+    // inserts are unacknowledged. Throws the stream's first insert failure, or errc::invalid_argument after
+    // close() or abort().
+    boost::asio::awaitable<void> write(std::span<const std::uint8_t> data);
+    // Sends what is left, awaits every insert, then inserts the files document. Idempotent once it succeeded.
+    boost::asio::awaitable<void> close();
+    // Awaits the inserts in flight, then deletes every chunk of this file id. The stream is then closed and
+    // writes fail at once. Allowed after a failure (not after one reported as errc::file_exists: the chunks
+    // under that id may be another upload's, so nothing is deleted). errc::invalid_argument after close().
+    boost::asio::awaitable<void> abort();
+
+private:
+    friend class bucket;
+    explicit upload_stream(std::shared_ptr<detail::upload_state> state) noexcept;
+    std::shared_ptr<detail::upload_state> state_;
+};
+
+}  // namespace gridflow::gridfs

@@ -1,0 +1,654 @@
+#include <gridflow/gridfs/bucket.hpp>
+
+#include "bucket_state.hpp"
+#include "download_state.hpp"
+#include "upload_state.hpp"
+
+#include <gridflow/wire/error.hpp>
+
+#include <boost/asio/this_coro.hpp>
+
+#include <boost/system/system_error.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <limits>
+
+namespace asio = boost::asio;
+
+namespace gridflow::gridfs {
+
+namespace {
+
+std::optional<bson::document> effective_write_concern(const wire::database& db,
+                                                      const bucket_options& options) {
+    std::optional<bson::document> wc =
+        options.write_concern ? options.write_concern : db.client().options().write_concern;
+    if (wc) {
+        const auto w = wc->find("w");
+        const bool zero = w && w->is_number() &&
+                          (w->type() == BSON_TYPE_DOUBLE ? w->as_double() == 0.0 : w->as_integer() == 0);
+        if (zero) {
+            throw error(errc::invalid_argument,
+                        "GridFS refuses write concern w: 0: an upload must know its chunks were written");
+        }
+    }
+    return wc;
+}
+
+std::optional<bson::document> read_preference_of(const bucket_options& options) {
+    const std::string& mode = options.read_preference;
+    if (mode == "primary")
+        return std::nullopt;
+    if (mode != "primaryPreferred" && mode != "secondary" && mode != "secondaryPreferred" &&
+        mode != "nearest")
+        throw error(errc::invalid_argument, "GridFS read preference \"" + mode + "\" is not a known mode");
+    bson::builder b;
+    b.append("mode", mode);
+    return b.extract();
+}
+
+const bucket_options& checked(const bucket_options& options) {
+    if (options.bucket_name.empty())
+        throw error(errc::invalid_argument, "GridFS bucket name must not be empty");
+    if (options.timeout && options.timeout->count() < 0)
+        throw error(errc::invalid_argument, "GridFS timeout must not be negative");
+    if (options.chunk_size_bytes <= 0)
+        throw error(errc::invalid_argument, "GridFS chunk size must be positive");
+    if (options.max_in_flight == 0 || options.batch_bytes == 0 || options.connections_per_stream == 0) {
+        throw error(errc::invalid_argument,
+                    "GridFS max_in_flight, batch_bytes and connections_per_stream must be positive");
+    }
+    return options;
+}
+
+// {first: 1} or {first: 1, second: 1}. (Not an initializer_list: g++ 12 miscompiles those in coroutines.)
+bson::document index_keys(std::string_view first, std::string_view second = {}) {
+    bson::builder b;
+    b.append(first, std::int32_t{1});
+    if (!second.empty())
+        b.append(second, std::int32_t{1});
+    return b.extract();
+}
+
+asio::awaitable<void> ensure_index(const wire::collection& coll, bson::document keys, bool unique) {
+    const auto existing = co_await coll.list_indexes();
+    for (const auto& index : existing) {
+        const auto key = index.find("key");
+        if (key && key->type() == BSON_TYPE_DOCUMENT && detail::same_index_keys(key->as_document(), keys))
+            co_return;
+    }
+    wire::index_model model{std::move(keys), std::nullopt};
+    if (unique) {
+        bson::builder o;
+        o.append("unique", true);
+        model.options = o.extract();
+    }
+    co_await coll.create_indexes(std::span(&model, 1));
+}
+
+}  // namespace
+
+namespace detail {
+
+bson::document id_filter(std::string_view key, const bson::value& id) {
+    bson::builder b;
+    b.append(key, id);
+    return b.extract();
+}
+
+namespace {
+
+double number_value(const bson::element& e) {
+    switch (e.type()) {
+        case BSON_TYPE_INT32:
+            return e.as_int32();
+        case BSON_TYPE_INT64:
+            return static_cast<double>(e.as_int64());
+        default:
+            return e.as_double();
+    }
+}
+
+}  // namespace
+
+bool same_index_keys(bson::view a, bson::view b) {
+    std::vector<bson::element> fa, fb;
+    a.for_each([&](const bson::element& e) { fa.push_back(e); });
+    b.for_each([&](const bson::element& e) { fb.push_back(e); });
+    if (fa.size() != fb.size())
+        return false;
+    for (std::size_t i = 0; i < fa.size(); ++i) {
+        if (fa[i].key() != fb[i].key())
+            return false;
+        if (fa[i].is_number() && fb[i].is_number()) {
+            if (number_value(fa[i]) != number_value(fb[i]))
+                return false;
+            continue;
+        }
+        if (fa[i].type() != fb[i].type())
+            return false;
+        const auto ra = fa[i].raw_value();
+        const auto rb = fb[i].raw_value();
+        if (!std::equal(ra.begin(), ra.end(), rb.begin(), rb.end()))
+            return false;
+    }
+    return true;
+}
+
+std::exception_ptr as_interruption(const std::exception_ptr& e) {
+    if (!e)
+        return nullptr;
+    try {
+        std::rethrow_exception(e);
+    } catch (const error& err) {
+        if (err.code() == make_error_code(errc::timeout) || err.code() == make_error_code(errc::cancelled))
+            return e;
+    } catch (const boost::system::system_error& err) {
+        // Asio's own operation_aborted (or a channel's cancellation) from an await inside gridflow.
+        return std::make_exception_ptr(error(errc::cancelled, std::string("GridFS: ") + err.what()));
+    } catch (...) {
+    }
+    return nullptr;
+}
+
+}  // namespace detail
+
+bucket::state::state(wire::database database, bucket_options opts)
+    : db(std::move(database)),
+      options(checked(opts)),
+      write_concern(effective_write_concern(db, options)),
+      read_preference(read_preference_of(options)),
+      files(db.collection(options.bucket_name + ".files")),
+      chunks(db.collection(options.bucket_name + ".chunks")) {}
+
+void bucket::state::append_write_concern(bson::builder& command) const {
+    if (write_concern)
+        command.append("writeConcern", *write_concern);
+}
+
+wire::find_options bucket::state::read_options() const {
+    wire::find_options o;
+    o.read_preference = read_preference;
+    return o;
+}
+
+asio::awaitable<void> bucket::state::ensure_indexes() {
+    if (indexes_ready.load())
+        co_return;
+    // The spec's findOne({}, {_id: 1}) on the primary: only an empty files collection gets its indexes
+    // checked, so that a busy bucket is not slowed down by listIndexes (and a read-only user can still
+    // upload into a bucket whose indexes exist).
+    wire::find_options find;
+    find.projection = index_keys("_id");
+    const auto any = co_await files.find_one(bson::document(), std::move(find));
+    if (!any) {
+        co_await ensure_index(files, index_keys("filename", "uploadDate"), false);
+        co_await ensure_index(chunks, index_keys("files_id", "n"), true);
+    }
+    indexes_ready.store(true);
+}
+
+asio::awaitable<std::int64_t> bucket::state::delete_documents(const wire::collection& coll, bson::view filter,
+                                                              std::int32_t limit) const {
+    bson::builder command;
+    command.append("delete", coll.name());
+    command.append_array("deletes", [&](bson::builder& deletes) {
+        deletes.append_document("0", [&](bson::builder& d) {
+            d.append("q", filter);
+            d.append("limit", limit);
+        });
+    });
+    append_write_concern(command);
+    const bson::document reply = co_await db.run_command(command.view());
+    co_return reply.at("n").as_integer();
+}
+
+asio::awaitable<std::vector<wire::pool::lease>> bucket::state::lease_connections() const {
+    const std::size_t count = std::min(options.connections_per_stream, options.max_in_flight);
+    auto& pool = db.client().pool();
+    const std::size_t max_size = db.client().options().pool.max_size;
+    std::vector<wire::pool::lease> leases;
+    leases.reserve(count);
+    leases.push_back(co_await pool.acquire());
+    while (leases.size() < count) {
+        const auto stats = pool.stats();
+        if (stats.waiting > 0 || (stats.idle == 0 && max_size != 0 && stats.total >= max_size))
+            break;
+        leases.push_back(co_await pool.acquire());
+    }
+    co_return leases;
+}
+
+namespace {
+
+// Returns the files document with this _id, or throws errc::file_not_found.
+asio::awaitable<bson::document> files_document_of(const bucket::state& s, const bson::value& id) {
+    auto doc = co_await s.files.find_one(detail::id_filter("_id", id), s.read_options());
+    if (!doc) {
+        throw error(errc::file_not_found,
+                    "GridFS file " + id.to_json() + " not found in bucket " + s.options.bucket_name);
+    }
+    co_return std::move(*doc);
+}
+
+// The files document of a revision of filename (see open_download_stream_by_name).
+asio::awaitable<bson::document> revision_of(const bucket::state& s, std::string_view filename,
+                                            std::int32_t revision) {
+    const std::int32_t direction = revision >= 0 ? 1 : -1;
+    wire::find_options find = s.read_options();
+    bson::builder sort;
+    sort.append("uploadDate", direction);
+    sort.append("_id", direction);
+    find.sort = sort.extract();
+    find.skip = revision >= 0 ? revision : -(static_cast<std::int64_t>(revision) + 1);
+    bson::builder filter;
+    filter.append("filename", filename);
+    auto doc = co_await s.files.find_one(filter.view(), std::move(find));
+    if (!doc) {
+        throw error(errc::file_not_found, "GridFS file \"" + std::string(filename) + "\" revision " +
+                                              std::to_string(revision) + " not found in bucket " +
+                                              s.options.bucket_name);
+    }
+    co_return std::move(*doc);
+}
+
+asio::awaitable<std::shared_ptr<detail::download_state>> open_download(std::shared_ptr<bucket::state> s,
+                                                                       bson::document doc,
+                                                                       download_range range) {
+    bson::value id(doc.at("_id"));
+    co_return std::make_shared<detail::download_state>(co_await asio::this_coro::executor, std::move(s),
+                                                       std::move(id), std::move(doc), range);
+}
+
+asio::awaitable<std::shared_ptr<detail::upload_state>> open_upload(std::shared_ptr<bucket::state> s,
+                                                                   bson::value id, std::string filename,
+                                                                   upload_options options) {
+    if (options.chunk_size_bytes && *options.chunk_size_bytes <= 0)
+        throw error(errc::invalid_argument, "GridFS chunk size must be positive");
+    co_await s->ensure_indexes();
+    wire::find_options find;
+    find.projection = index_keys("_id");
+    const bson::document filter = detail::id_filter("_id", id);
+    const auto existing = co_await s->files.find_one(filter.view(), std::move(find));
+    if (existing) {
+        throw error(errc::file_exists,
+                    "GridFS file " + id.to_json() + " already exists in bucket " + s->options.bucket_name);
+    }
+    co_return co_await detail::upload_state::make(std::move(s), std::move(id), std::move(filename),
+                                                  std::move(options));
+}
+
+// How a whole-call upload moves its bytes into the open stream; sets source_failed when the source (not
+// the stream) threw.
+using transfer_fn = std::function<asio::awaitable<void>(detail::upload_state&, bool& source_failed)>;
+
+// open, transfer, close as one call. On failure every insert is settled before this returns (the transfer
+// may have lent the stream the caller's memory); a source failure deletes the chunks written (the spec's
+// abort), an interruption leaves that to the background cleanup.
+asio::awaitable<void> upload_whole(std::shared_ptr<bucket::state> b, bson::value id, std::string filename,
+                                   upload_options options, transfer_fn transfer) {
+    auto s = co_await open_upload(std::move(b), std::move(id), std::move(filename), std::move(options));
+    bool source_failed = false;
+    std::exception_ptr failed;
+    try {
+        co_await transfer(*s, source_failed);
+    } catch (...) {
+        failed = std::current_exception();
+    }
+    if (!failed)
+        co_return;
+    failed = s->record(failed);
+    // A cancelled coroutine may await nothing more; settling the inserts is part of the cancellation.
+    co_await asio::this_coro::reset_cancellation_state();
+    try {
+        co_await s->drain();
+    } catch (...) {
+    }
+    if (s->interrupted) {
+        s->start_cleanup();
+    } else if (source_failed && !s->id_taken) {
+        try {
+            co_await s->parent->delete_documents(s->parent->chunks, detail::id_filter("files_id", s->id), 0);
+        } catch (...) {
+        }
+    }
+    std::rethrow_exception(failed);
+}
+
+asio::awaitable<void> upload_from_path(detail::upload_state& s, const std::filesystem::path& path,
+                                       bool& source_failed) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        source_failed = true;
+        throw error(errc::invalid_argument,
+                    "GridFS upload: cannot open " + path.string() + ": " + std::strerror(errno));
+    }
+    std::vector<std::uint8_t> buffer(std::min<std::size_t>(s.parent->options.batch_bytes, 16 * 1024 * 1024));
+    for (;;) {
+        in.read(reinterpret_cast<char*>(buffer.data()), static_cast<std::streamsize>(buffer.size()));
+        const auto n = static_cast<std::size_t>(in.gcount());
+        if (in.bad()) {
+            source_failed = true;
+            throw error(errc::invalid_argument, "GridFS upload: cannot read " + path.string());
+        }
+        if (n > 0)
+            co_await s.write(std::span(buffer).first(n));
+        if (n < buffer.size())
+            break;
+    }
+    co_await s.close();
+}
+
+// Writes the download's bytes to sink, chunk by chunk from the received buffers.
+asio::awaitable<std::int64_t> pump(detail::download_state& s, const detail::byte_sink& sink) {
+    std::int64_t total = 0;
+    for (;;) {
+        const auto bytes = co_await s.next_bytes(std::numeric_limits<std::size_t>::max());
+        if (bytes.empty())
+            co_return total;
+        co_await sink(bytes);
+        total += static_cast<std::int64_t>(bytes.size());
+    }
+}
+
+asio::awaitable<std::int64_t> download_id(std::shared_ptr<bucket::state> b, bson::value id,
+                                          download_range range, detail::byte_sink sink) {
+    auto doc = co_await files_document_of(*b, id);
+    auto s = co_await open_download(std::move(b), std::move(doc), range);
+    std::exception_ptr failed;
+    try {
+        co_return co_await pump(*s, sink);
+    } catch (...) {
+        failed = std::current_exception();
+    }
+    s->abandon();
+    std::rethrow_exception(failed);
+}
+
+asio::awaitable<std::int64_t> download_name(std::shared_ptr<bucket::state> b, std::string filename,
+                                            std::int32_t revision, detail::byte_sink sink) {
+    auto doc = co_await revision_of(*b, filename, revision);
+    bson::value id(doc.at("_id"));
+    co_return co_await download_id(std::move(b), std::move(id), {}, std::move(sink));
+}
+
+}  // namespace
+
+bucket::bucket(wire::database db, bucket_options options)
+    : state_(std::make_shared<state>(std::move(db), std::move(options))) {}
+
+const bucket_options& bucket::options() const noexcept {
+    return state_->options;
+}
+wire::collection bucket::files_collection() const {
+    return state_->files;
+}
+wire::collection bucket::chunks_collection() const {
+    return state_->chunks;
+}
+
+asio::awaitable<upload_stream> bucket::open_upload_stream(std::string_view filename,
+                                                          upload_options options) const {
+    co_return co_await open_upload_stream_with_id(bson::value(bson::new_oid()), filename, std::move(options));
+}
+
+asio::awaitable<upload_stream> bucket::open_upload_stream_with_id(bson::value id, std::string_view filename,
+                                                                  upload_options options) const {
+    co_return upload_stream(co_await state_->bounded(
+        open_upload(state_, std::move(id), std::string(filename), std::move(options)), "GridFS upload open"));
+}
+
+asio::awaitable<bson::value> bucket::upload_from_buffer(std::string_view filename,
+                                                        std::span<const std::uint8_t> data,
+                                                        upload_options options) const {
+    bson::value id(bson::new_oid());
+    co_await upload_from_buffer_with_id(id, filename, data, std::move(options));
+    co_return id;
+}
+
+asio::awaitable<void> bucket::upload_from_buffer_with_id(bson::value id, std::string_view filename,
+                                                         std::span<const std::uint8_t> data,
+                                                         upload_options options) const {
+    // No owner for the chunks: data is the caller's and outlives this call, which settles every insert
+    // before returning.
+    transfer_fn transfer = [data](detail::upload_state& s, bool&) { return s.upload_all(data); };
+    co_await state_->bounded(
+        upload_whole(state_, std::move(id), std::string(filename), std::move(options), std::move(transfer)),
+        "GridFS upload_from_buffer");
+}
+
+asio::awaitable<void> bucket::upload_from_source(bson::value id, std::string_view filename,
+                                                 upload_options options, detail::byte_source source) const {
+    transfer_fn transfer = [&source](detail::upload_state& s, bool& source_failed) -> asio::awaitable<void> {
+        // The stream copies what it is given, so one read buffer of a staging buffer's size serves.
+        std::vector<std::uint8_t> buffer(s.staging_size);
+        for (;;) {
+            std::size_t n = 0;
+            try {
+                n = co_await source(buffer);
+            } catch (...) {
+                source_failed = true;
+                throw;
+            }
+            if (n == 0)
+                break;
+            co_await s.write(std::span(buffer).first(n));
+        }
+        co_await s.close();
+    };
+    co_await state_->bounded(
+        upload_whole(state_, std::move(id), std::string(filename), std::move(options), std::move(transfer)),
+        "GridFS upload_from_stream");
+}
+
+asio::awaitable<bson::value> bucket::upload_from_file(std::string_view filename,
+                                                      const std::filesystem::path& path,
+                                                      upload_options options) const {
+    bson::value id(bson::new_oid());
+    co_await upload_from_file_with_id(id, filename, path, std::move(options));
+    co_return id;
+}
+
+asio::awaitable<void> bucket::upload_from_file_with_id(bson::value id, std::string_view filename,
+                                                       const std::filesystem::path& path,
+                                                       upload_options options) const {
+    transfer_fn transfer = [path](detail::upload_state& s, bool& source_failed) {
+        return upload_from_path(s, path, source_failed);
+    };
+    co_await state_->bounded(
+        upload_whole(state_, std::move(id), std::string(filename), std::move(options), std::move(transfer)),
+        "GridFS upload_from_file");
+}
+
+asio::awaitable<download_stream> bucket::open_download_stream(bson::value id, download_range range) const {
+    auto open = [](std::shared_ptr<state> s, bson::value file_id,
+                   download_range bytes) -> asio::awaitable<std::shared_ptr<detail::download_state>> {
+        auto doc = co_await files_document_of(*s, file_id);
+        co_return co_await open_download(std::move(s), std::move(doc), bytes);
+    };
+    co_return download_stream(
+        co_await state_->bounded(open(state_, std::move(id), range), "GridFS download open"));
+}
+
+asio::awaitable<download_stream> bucket::open_download_stream_by_name(std::string_view filename,
+                                                                      std::int32_t revision) const {
+    auto open = [](std::shared_ptr<state> s, std::string name,
+                   std::int32_t which) -> asio::awaitable<std::shared_ptr<detail::download_state>> {
+        auto doc = co_await revision_of(*s, name, which);
+        co_return co_await open_download(std::move(s), std::move(doc), {});
+    };
+    co_return download_stream(
+        co_await state_->bounded(open(state_, std::string(filename), revision), "GridFS download open"));
+}
+
+asio::awaitable<std::vector<std::uint8_t>> bucket::download_to_buffer(bson::value id) const {
+    auto body = [](std::shared_ptr<state> b,
+                   bson::value file_id) -> asio::awaitable<std::vector<std::uint8_t>> {
+        auto doc = co_await files_document_of(*b, file_id);
+        auto s = co_await open_download(std::move(b), std::move(doc), {});
+        if (s->layout.length() > static_cast<std::int64_t>(std::vector<std::uint8_t>().max_size()))
+            throw error(errc::invalid_argument, "GridFS file too large for memory");
+        std::vector<std::uint8_t> out(static_cast<std::size_t>(s->layout.length()));
+        std::exception_ptr failed;
+        try {
+            const std::size_t n = co_await s->read(out);
+            if (n != out.size())
+                throw error(errc::chunk_missing, "GridFS file ended early");
+        } catch (...) {
+            failed = std::current_exception();
+        }
+        s->abandon();
+        if (failed)
+            std::rethrow_exception(failed);
+        co_return out;
+    };
+    co_return co_await state_->bounded(body(state_, std::move(id)), "GridFS download_to_buffer");
+}
+
+asio::awaitable<std::int64_t> bucket::download_to_sink(bson::value id, download_range range,
+                                                       detail::byte_sink sink) const {
+    co_return co_await state_->bounded(download_id(state_, std::move(id), range, std::move(sink)),
+                                       "GridFS download_to_stream");
+}
+
+asio::awaitable<std::int64_t> bucket::download_to_sink_by_name(std::string_view filename,
+                                                               std::int32_t revision,
+                                                               detail::byte_sink sink) const {
+    co_return co_await state_->bounded(
+        download_name(state_, std::string(filename), revision, std::move(sink)),
+        "GridFS download_to_stream_by_name");
+}
+
+asio::awaitable<std::int64_t> bucket::download_to_file(bson::value id,
+                                                       const std::filesystem::path& path) const {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    if (!out) {
+        throw error(errc::invalid_argument,
+                    "GridFS download: cannot create " + path.string() + ": " + std::strerror(errno));
+    }
+    detail::byte_sink sink = [&out, &path](std::span<const std::uint8_t> bytes) -> asio::awaitable<void> {
+        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+        if (!out)
+            throw error(errc::invalid_argument, "GridFS download: cannot write " + path.string());
+        co_return;
+    };
+    std::exception_ptr failed;
+    try {
+        const std::int64_t n = co_await download_to_sink(std::move(id), {}, std::move(sink));
+        out.close();
+        if (!out)
+            throw error(errc::invalid_argument, "GridFS download: cannot write " + path.string());
+        co_return n;
+    } catch (...) {
+        failed = std::current_exception();
+    }
+    out.close();
+    std::error_code ignored;
+    std::filesystem::remove(path, ignored);
+    std::rethrow_exception(failed);
+}
+
+asio::awaitable<void> bucket::delete_file(bson::value id) const {
+    co_await state_->delete_documents(state_->chunks, detail::id_filter("files_id", id), 0);
+    const auto n = co_await state_->delete_documents(state_->files, detail::id_filter("_id", id), 1);
+    if (n == 0) {
+        throw error(errc::file_not_found,
+                    "GridFS file " + id.to_json() + " not found in bucket " + state_->options.bucket_name);
+    }
+}
+
+asio::awaitable<void> bucket::delete_by_name(std::string_view filename) const {
+    bson::builder filter;
+    filter.append("filename", filename);
+    wire::find_options find;
+    find.projection = index_keys("_id");
+    find.batch_size = 1000;
+    auto cursor = co_await state_->files.find(filter.view(), std::move(find));
+    const auto revisions = co_await cursor.to_vector();
+    if (revisions.empty()) {
+        throw error(errc::file_not_found, "GridFS file \"" + std::string(filename) +
+                                              "\" not found in bucket " + state_->options.bucket_name);
+    }
+    // Each revision as delete_file does it: chunks first, so an interruption never orphans chunks.
+    for (const auto& revision : revisions) {
+        const bson::value id(revision.at("_id"));
+        co_await state_->delete_documents(state_->chunks, detail::id_filter("files_id", id), 0);
+        co_await state_->delete_documents(state_->files, detail::id_filter("_id", id), 1);
+    }
+}
+
+asio::awaitable<wire::cursor> bucket::find(bson::view filter, wire::find_options options) const {
+    if (!options.read_preference)
+        options.read_preference = state_->read_preference;
+    co_return co_await state_->files.find(filter, std::move(options));
+}
+
+namespace {
+
+// {update: files, updates: [{q: filter, u: {$set: {filename}}, multi}]} with the write concern; returns n.
+asio::awaitable<std::int64_t> set_filename(const bucket::state& s, bson::view filter,
+                                           std::string_view new_filename, bool multi) {
+    bson::builder command;
+    command.append("update", s.files.name());
+    command.append_array("updates", [&](bson::builder& updates) {
+        updates.append_document("0", [&](bson::builder& u) {
+            u.append("q", filter);
+            u.append_document("u", [&](bson::builder& set) {
+                set.append_document("$set", [&](bson::builder& f) { f.append("filename", new_filename); });
+            });
+            u.append("multi", multi);
+        });
+    });
+    s.append_write_concern(command);
+    const bson::document reply = co_await s.db.run_command(command.view());
+    co_return reply.at("n").as_integer();
+}
+
+// {drop: coll} with the write concern; a collection that does not exist is not an error.
+asio::awaitable<void> drop_collection(const bucket::state& s, const wire::collection& coll) {
+    bson::builder command;
+    command.append("drop", coll.name());
+    s.append_write_concern(command);
+    try {
+        co_await s.db.run_command(command.view());
+    } catch (const error& e) {
+        constexpr int namespace_not_found = 26;
+        if (!(e.server() && e.server()->code == namespace_not_found))
+            throw;
+    }
+}
+
+}  // namespace
+
+asio::awaitable<void> bucket::rename(bson::value id, std::string_view new_filename) const {
+    // Temporaries and co_await kept out of the if condition: g++ 12 miscompiles that combination.
+    const bson::document filter = detail::id_filter("_id", id);
+    const std::int64_t matched = co_await set_filename(*state_, filter.view(), new_filename, false);
+    if (matched == 0) {
+        throw error(errc::file_not_found,
+                    "GridFS file " + id.to_json() + " not found in bucket " + state_->options.bucket_name);
+    }
+}
+
+asio::awaitable<void> bucket::rename_by_name(std::string_view filename, std::string_view new_filename) const {
+    bson::builder filter;
+    filter.append("filename", filename);
+    const std::int64_t matched = co_await set_filename(*state_, filter.view(), new_filename, true);
+    if (matched == 0) {
+        throw error(errc::file_not_found, "GridFS file \"" + std::string(filename) +
+                                              "\" not found in bucket " + state_->options.bucket_name);
+    }
+}
+
+asio::awaitable<void> bucket::drop() const {
+    co_await drop_collection(*state_, state_->files);
+    co_await drop_collection(*state_, state_->chunks);
+    state_->indexes_ready.store(false);
+}
+
+}  // namespace gridflow::gridfs

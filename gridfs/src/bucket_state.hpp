@@ -1,0 +1,71 @@
+// State shared by a bucket, its copies and the streams it opens. Private to gridfs/src.
+#pragma once
+
+#include <gridflow/async/timeout.hpp>
+#include <gridflow/gridfs/bucket.hpp>
+#include <gridflow/wire/collection.hpp>
+#include <gridflow/wire/pool.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <atomic>
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gridflow::gridfs {
+
+struct bucket::state {
+    state(wire::database database, bucket_options opts);
+
+    wire::database db;
+    bucket_options options;
+    // The bucket's write concern, else the client's; never w: 0.
+    std::optional<bson::document> write_concern;
+    // {mode: <read_preference>}, or empty for primary (then nothing is sent).
+    std::optional<bson::document> read_preference;
+    wire::collection files;
+    wire::collection chunks;
+    // Set once the indexes were found or created (cleared by drop()); checking again is harmless, so no lock.
+    std::atomic<bool> indexes_ready{false};
+
+    void append_write_concern(bson::builder& command) const;
+    // find options carrying the bucket's read preference.
+    [[nodiscard]] wire::find_options read_options() const;
+    // GridFS spec: if the files collection is empty, make sure both indexes exist.
+    boost::asio::awaitable<void> ensure_indexes();
+    // {delete: coll, deletes: [{q: filter, limit}]} with the write concern; returns n.
+    boost::asio::awaitable<std::int64_t> delete_documents(const wire::collection& coll, bson::view filter,
+                                                          std::int32_t limit) const;
+    // Leases up to min(connections_per_stream, max_in_flight) connections for one stream: the first one
+    // waits for the pool, the others are taken only while the pool has an idle connection or room for a new
+    // one. Streams that each waited for several connections could deadlock on a small pool.
+    boost::asio::awaitable<std::vector<wire::pool::lease>> lease_connections() const;
+
+    // Awaits op within options.timeout (errc::timeout naming `what` on expiry).
+    template <class T>
+    boost::asio::awaitable<T> bounded(boost::asio::awaitable<T> op, const char* what) const {
+        std::optional<async::clock::duration> limit;
+        if (options.timeout)
+            limit = *options.timeout;
+        return async::with_timeout(std::move(op), limit, what);
+    }
+};
+
+namespace detail {
+
+// {key: value} as a document, for filters.
+[[nodiscard]] bson::document id_filter(std::string_view key, const bson::value& id);
+
+// Whether two index key documents name the same fields in the same order with equal values, numbers compared
+// by value (the server may report {n: 1} as 1, 1.0 or NumberLong(1)).
+[[nodiscard]] bool same_index_keys(bson::view a, bson::view b);
+
+// A timeout, a cancellation (gridflow's or Asio's own operation_aborted) as the gridflow::error to report;
+// nullptr for any other failure.
+[[nodiscard]] std::exception_ptr as_interruption(const std::exception_ptr& e);
+
+}  // namespace detail
+}  // namespace gridflow::gridfs

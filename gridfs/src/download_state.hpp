@@ -1,0 +1,100 @@
+// The state of one download, shared by the stream and its range-query coroutines. Private to gridfs/src.
+#pragma once
+
+#include "bucket_state.hpp"
+
+#include <gridflow/gridfs/detail/chunk_layout.hpp>
+#include <gridflow/gridfs/detail/message_digest.hpp>
+#include <gridflow/gridfs/detail/reorder_buffer.hpp>
+#include <gridflow/gridfs/download_stream.hpp>
+
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gridflow::gridfs::detail {
+
+// What a range query reports: a validated batch of chunks, or the end of its run (with its error, if any).
+// generation: the prefetch that issued the query; events of an older one (before a seek) are dropped.
+struct fetch_event {
+    std::uint64_t generation = 0;
+    chunk_batch batch;
+    bool run_done = false;
+    std::int64_t undelivered = 0;  // with run_done: chunks of the run never delivered (0 on success)
+    std::exception_ptr error;
+    std::int64_t failed_from = 0;  // with error: the first chunk the run did not deliver
+};
+
+// A content checksum to verify: the files document's hex digest and the running digest of the chunks
+// released so far (from chunk 0, in order).
+struct checksum {
+    message_digest::algorithm algorithm;
+    std::string expected;
+    std::optional<message_digest> running;
+};
+
+struct download_state : std::enable_shared_from_this<download_state> {
+    // Reads [begin, end) of the file; throws errc::invalid_argument for a range outside [0, length].
+    download_state(boost::asio::any_io_executor executor, std::shared_ptr<bucket::state> bucket,
+                   bson::value id, bson::document files_document, download_range range);
+
+    // Drops the prefetch and starts again at `offset` (the constructor and seek()).
+    void restart(std::int64_t offset);
+    // Starts range queries while the window and the reorder buffer have room.
+    void issue();
+    void handle(fetch_event event);
+    // The next bytes of the file at the current position, at most `limit` of them, valid until the next
+    // call; empty at the end of the range. The stream advances past them. Validation, checksum and query
+    // failures are thrown here, exactly when the bytes they concern are needed.
+    boost::asio::awaitable<std::span<const std::uint8_t>> next_bytes(std::size_t limit);
+    boost::asio::awaitable<std::size_t> read_some(std::span<std::uint8_t> out);
+    boost::asio::awaitable<std::size_t> read(std::span<std::uint8_t> out);
+    // Makes `chunk` current, after checking the checksums when it is the last chunk of a verified read.
+    void take(released_chunk chunk);
+    // Compares the running digests with the files document's (a read of the whole file just completed).
+    void verify();
+    // The stream is gone: stop the prefetch (close the channel; close the connections if queries are in
+    // flight).
+    void abandon() noexcept;
+
+    static boost::asio::awaitable<void> fetch_task(std::shared_ptr<download_state> self, chunk_run run,
+                                                   std::uint64_t generation, wire::connection* conn);
+
+    boost::asio::any_io_executor executor;
+    std::shared_ptr<bucket::state> parent;
+    bson::value id;
+    bson::document files_document;
+    chunk_layout layout;
+    std::int64_t range_end;  // reads stop here
+    std::int64_t chunks_per_query;
+    std::size_t capacity;  // chunks held or reserved by queries in flight
+    std::uint64_t generation = 0;
+    run_splitter splitter;
+    std::optional<chunk_run> pending_run;
+    reorder_buffer reorder;
+    std::vector<wire::pool::lease> leases;  // leased by the first read that queries, returned at the end
+    std::size_t next_lease = 0;
+    std::size_t in_flight = 0;  // queries of every generation, so that the window bounds memory across seeks
+    std::size_t reserved = 0;   // chunks that queries of this generation may still deliver
+    boost::asio::experimental::concurrent_channel<void(boost::system::error_code, fetch_event)> events;
+    released_chunk current;
+    std::size_t current_offset = 0;
+    std::int64_t position = 0;
+    // The first failure of this generation, thrown once the reader needs chunk failed_from (the chunks
+    // before it are validated and still handed over: earlier runs may be in flight when a later one fails).
+    std::exception_ptr failure;
+    std::int64_t failed_from = 0;
+    // A timeout or cancellation: the stream is unusable for good.
+    std::exception_ptr broken;
+    std::vector<checksum> checksums;
+    bool verifying = false;  // reading the whole file from offset 0: digests are running
+    bool verified = false;
+};
+
+}  // namespace gridflow::gridfs::detail

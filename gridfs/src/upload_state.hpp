@@ -1,0 +1,104 @@
+// The state of one upload, shared by the stream and its insert coroutines. Private to gridfs/src.
+#pragma once
+
+#include "bucket_state.hpp"
+
+#include <gridflow/gridfs/detail/message_digest.hpp>
+#include <gridflow/gridfs/detail/upload_batcher.hpp>
+#include <gridflow/gridfs/upload_stream.hpp>
+
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace gridflow::gridfs::detail {
+
+struct upload_state : std::enable_shared_from_this<upload_state> {
+    // open → closed (close() succeeded) | aborted (abort() called) | failed (a call threw).
+    enum class status { open, closed, aborted, failed };
+
+    // Leases the stream's connections and sizes the batcher from the server's limits.
+    static boost::asio::awaitable<std::shared_ptr<upload_state>> make(std::shared_ptr<bucket::state> b,
+                                                                      bson::value id, std::string filename,
+                                                                      upload_options options);
+
+    upload_state(boost::asio::any_io_executor executor, std::shared_ptr<bucket::state> bucket, bson::value id,
+                 std::string filename, upload_options options, std::vector<wire::pool::lease> leases);
+
+    // The operations behind the public calls, without timeout or failure bookkeeping (see guarded() in
+    // upload_stream.cpp). write() copies into the staging buffer; upload_all() sends data in place (the
+    // caller keeps it alive until every insert settled) and finishes.
+    boost::asio::awaitable<void> write(std::span<const std::uint8_t> data);
+    boost::asio::awaitable<void> close();
+    boost::asio::awaitable<void> abort();
+    boost::asio::awaitable<void> upload_all(std::span<const std::uint8_t> data);
+
+    // Sends a batch once the window has room. owner keeps the batch's referenced bytes alive (null when the
+    // caller guarantees them, as upload_all's caller does).
+    boost::asio::awaitable<void> send(insert_batch batch, std::shared_ptr<const void> owner);
+    // Hashes data, feeds it to the batcher and sends every batch it makes; with last, finishes the batcher.
+    boost::asio::awaitable<void> feed(std::span<const std::uint8_t> data, std::shared_ptr<const void> owner,
+                                      bool last);
+    // Cuts the staging buffer into batches and sends them.
+    boost::asio::awaitable<void> flush_staging(bool last);
+    // Awaits one insert acknowledgement (or failure).
+    boost::asio::awaitable<void> receive_one();
+    // Awaits every insert in flight.
+    boost::asio::awaitable<void> drain();
+    // Drains, then writes the files document (errc::file_exists on a duplicate _id, after deleting our
+    // chunks).
+    boost::asio::awaitable<void> finish();
+    void rethrow_failure() const;
+    // Records acknowledgements that already arrived, without waiting.
+    void poll_acks();
+    // One acknowledgement arrived: frees its window slot and keeps the first failure.
+    void note(std::exception_ptr e);
+
+    // A public call failed with e: the stream fails for good. For a timeout or a cancellation (returned as
+    // the error to throw) the connections of the inserts in flight are closed, so they settle at once.
+    std::exception_ptr record(std::exception_ptr e);
+    // After an interruption: awaits the inserts (settling fast, their connections closed), deletes the files
+    // document if its insert was sent, and the chunks unless the id belongs to another file. Best effort:
+    // errors are swallowed. Runs detached, holding the state.
+    static boost::asio::awaitable<void> cleanup(std::shared_ptr<upload_state> self);
+    void start_cleanup();
+
+    static boost::asio::awaitable<void> insert_task(std::shared_ptr<upload_state> self, insert_batch batch,
+                                                    std::shared_ptr<const void> owner,
+                                                    wire::connection* conn);
+
+    boost::asio::any_io_executor executor;
+    std::shared_ptr<bucket::state> parent;
+    bson::value id;
+    std::string filename;
+    upload_options options;
+    std::int32_t chunk_size;
+    std::vector<wire::pool::lease> leases;  // never resized while inserts are in flight
+    std::size_t next_lease = 0;
+    bson::document insert_command;
+    upload_batcher batcher;
+    std::optional<message_digest> sha256;  // with enable_sha256
+    std::optional<message_digest> md5;     // with enable_md5
+    // Whole chunks only (a multiple of chunk_size), so that every batch cut from it references it alone.
+    std::size_t staging_size;
+    std::vector<std::uint8_t> staging;
+    std::size_t in_flight = 0;
+    boost::asio::experimental::concurrent_channel<void(boost::system::error_code, std::exception_ptr)> acks;
+    std::exception_ptr failure;
+    // The failure was a duplicate key: chunks under this id may be another upload's, so none are deleted.
+    bool id_taken = false;
+    // The uploadDate of a files document whose insert was sent, so cleanup deletes exactly that document.
+    std::optional<std::chrono::system_clock::time_point> files_insert_sent;
+    status state = status::open;
+    // A timeout or cancellation failed the stream; its connections are closed.
+    bool interrupted = false;
+    // The background cleanup owns the inserts in flight (nothing else may drain them).
+    bool cleaning = false;
+};
+
+}  // namespace gridflow::gridfs::detail

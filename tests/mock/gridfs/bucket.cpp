@@ -1,0 +1,949 @@
+// The bucket against a scripted server: connections dropped mid upload and mid download, a failed insert
+// batch among others in flight, malformed chunk documents, and the range arithmetic at the end of a file of
+// 5 GiB + 3 bytes that is never stored anywhere (its chunks are generated as the reader asks for them).
+#define BOOST_TEST_MODULE mock_gridfs_bucket
+#include <boost/test/data/monomorphic.hpp>
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <gridflow/gridfs/bucket.hpp>
+#include <gridflow/wire/error.hpp>
+
+#include "support/mock_server.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/channel.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <list>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace asio = boost::asio;
+namespace data = boost::unit_test::data;
+using namespace asio::experimental::awaitable_operators;
+using namespace gridflow;
+using namespace std::chrono_literals;
+using test::received_request;
+
+// Not an anonymous namespace: Boost's data test cases are templates, and coroutine frames of their lambdas
+// may not hold types with internal linkage (-Wsubobject-linkage).
+namespace scripted {}
+using namespace scripted;
+
+namespace scripted {
+
+// A connection idle this long fails the test: the client under test stopped talking while the test still
+// waits for it, i.e. it hangs. Long enough for a sanitized build on a busy machine.
+constexpr std::chrono::milliseconds idle_limit = 30s;
+
+// The byte at `offset` of every file these tests move: a multiplicative hash, so that a byte from the wrong
+// place (another chunk, another GiB) differs from the right one.
+std::uint8_t content_byte(std::int64_t offset) {
+    return static_cast<std::uint8_t>((static_cast<std::uint64_t>(offset) * 0x9e3779b97f4a7c15ULL) >> 56);
+}
+
+std::vector<std::uint8_t> content(std::int64_t begin, std::int64_t end) {
+    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(end - begin));
+    for (std::size_t i = 0; i < bytes.size(); ++i)
+        bytes[i] = content_byte(begin + static_cast<std::int64_t>(i));
+    return bytes;
+}
+
+// Whether got is a prefix of the file's bytes [begin, ...).
+bool is_content_prefix(const std::vector<std::uint8_t>& got, std::int64_t begin) {
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        if (got[i] != content_byte(begin + static_cast<std::int64_t>(i)))
+            return false;
+    }
+    return true;
+}
+
+bson::document cursor_reply(std::string_view ns, std::int64_t id, std::string_view field,
+                            const std::vector<bson::document>& documents) {
+    return test::reply_ok([&](bson::builder& b) {
+        b.append_document("cursor", [&](bson::builder& c) {
+            c.append("id", id);
+            c.append("ns", ns);
+            c.append_array(field, [&](bson::builder& docs) {
+                for (std::size_t i = 0; i < documents.size(); ++i)
+                    docs.append(bson::array_key(i), documents[i].view());
+            });
+        });
+    });
+}
+
+// The whole message a server sends for `body` in answer to `request`, as one byte string.
+std::vector<std::uint8_t> encoded_reply(const received_request& request, bson::view body) {
+    const auto message = wire::sansio::encode_op_msg(424242, body, {}, 0, request.request_id());
+    std::vector<std::uint8_t> bytes;
+    for (const auto& buffer : message.buffers()) {
+        const auto* p = static_cast<const std::uint8_t*>(buffer.data());
+        bytes.insert(bytes.end(), p, p + buffer.size());
+    }
+    return bytes;
+}
+
+// One accepted connection. Requests may be answered by the connection's own loop or later by another one
+// (a test that holds replies back), so writes take a lock: two async_writes of multi-megabyte replies on one
+// socket would interleave their bytes.
+class peer {
+public:
+    peer(test::mock_connection connection, const asio::any_io_executor& executor)
+        : connection_(std::move(connection)), lock_(executor, 1) {}
+
+    asio::awaitable<void> reply(const received_request& request, bson::view body) {
+        const auto unlock = co_await lock();
+        co_await connection_.reply(request, body);
+    }
+    asio::awaitable<void> send_raw(std::span<const std::uint8_t> bytes) {
+        const auto unlock = co_await lock();
+        co_await connection_.send_raw(bytes);
+    }
+    // The faults. After either, errors on this connection are expected and end its loop quietly.
+    asio::awaitable<void> hang_up() {
+        dropped_ = true;
+        const auto unlock = co_await lock();
+        co_await connection_.hang_up();
+    }
+    void reset() {
+        dropped_ = true;
+        connection_.reset();
+    }
+
+    [[nodiscard]] bool dropped() const noexcept { return dropped_; }
+    [[nodiscard]] asio::awaitable<received_request> receive() { return connection_.receive(idle_limit); }
+
+private:
+    using channel = asio::experimental::channel<void(boost::system::error_code)>;
+    struct unlocker {
+        explicit unlocker(channel* c) noexcept : lock(c) {}
+        unlocker(unlocker&& other) noexcept : lock(std::exchange(other.lock, nullptr)) {}
+        unlocker& operator=(unlocker&&) = delete;
+        ~unlocker() {
+            if (lock)
+                (void)lock->try_receive([](boost::system::error_code) {});
+        }
+        channel* lock;
+    };
+    // The channel holds one token while a write is under way; a second writer waits for room.
+    asio::awaitable<unlocker> lock() {
+        co_await lock_.async_send(boost::system::error_code{}, asio::use_awaitable);
+        co_return unlocker(&lock_);
+    }
+
+    test::mock_connection connection_;
+    channel lock_;
+    bool dropped_ = false;
+};
+
+// A file the server pretends to hold: its chunks are generated from content_byte when queried.
+struct served_file {
+    bson::value id{bson::new_oid()};
+    std::int64_t length = 0;
+    std::int32_t chunk_size = 1;
+
+    [[nodiscard]] std::int64_t chunk_count() const { return (length + chunk_size - 1) / chunk_size; }
+    [[nodiscard]] bson::document files_document() const {
+        bson::builder b;
+        b.append("_id", id);
+        b.append("length", length);
+        b.append("chunkSize", chunk_size);
+        b.append("uploadDate", std::chrono::system_clock::time_point(std::chrono::hours(24 * 365 * 50)));
+        b.append("filename", "served");
+        return b.extract();
+    }
+    [[nodiscard]] bson::document chunk(std::int64_t n) const {
+        const std::int64_t begin = n * chunk_size;
+        const std::int64_t end = std::min(length, begin + chunk_size);
+        const auto bytes = content(begin, end);
+        bson::builder b;
+        b.append("_id", bson::new_oid());
+        b.append("files_id", id);
+        b.append("n", static_cast<std::int32_t>(n));
+        b.append_binary("data", BSON_SUBTYPE_BINARY, bytes);
+        return b.extract();
+    }
+};
+
+// A scripted GridFS server for one bucket named "fs" in database "db". It accepts every connection the
+// client opens and serves each on its own coroutine, so the client's pool, leases and pipelining work as
+// against a real server. Requests go to the handler registered for "command collection" (e.g.
+// "insert fs.chunks"), else to the defaults:
+//   find fs.files       the files documents in `files` (filtered by _id when the filter has one)
+//   listIndexes *       no indexes (so the bucket creates them)
+//   createIndexes *     ok
+//   insert fs.files     recorded in files_inserted, ok
+//   insert fs.chunks    counted in chunks_inserted, ok
+//   delete *            ok, n: 0
+//   find fs.chunks      the chunks of `file` in the queried n range, at most max_batch per reply
+//   getMore / killCursors  for those cursors
+// Anything else, or an exception in a handler, fails the test (reported by serve()) and resets that
+// connection, so the client fails instead of waiting for an answer that never comes.
+class gridfs_server {
+public:
+    using handler = std::function<asio::awaitable<void>(peer&, received_request)>;
+
+    explicit gridfs_server(asio::io_context& io)
+        : executor_(io.get_executor()), server_(executor_), peers_changed_(executor_) {}
+
+    [[nodiscard]] std::string uri() const { return server_.uri(); }
+    void on(const std::string& command_and_collection, handler h) {
+        handlers_[command_and_collection] = std::move(h);
+    }
+
+    // Accepts and serves until stop(), then waits until every connection has closed. Call stop() once the
+    // client is closed.
+    asio::awaitable<void> serve() {
+        while (!stopped_) {
+            try {
+                auto connection = co_await server_.accept(idle_limit);
+                auto& p = peers_.emplace_back(std::move(connection), executor_);
+                ++live_;
+                asio::co_spawn(executor_, serve_peer(p), [this](std::exception_ptr e) {
+                    record(e);
+                    --live_;
+                    peers_changed_.cancel();
+                });
+            } catch (const boost::system::system_error&) {
+                if (!stopped_)
+                    throw;
+            } catch (const std::runtime_error&) {
+                // No new connection for a while: normal while the client works on the ones it has.
+            }
+        }
+        const auto deadline = std::chrono::steady_clock::now() + idle_limit;
+        while (live_ > 0) {
+            if (std::chrono::steady_clock::now() >= deadline) {
+                record(
+                    std::make_exception_ptr(std::runtime_error("the client did not close its connections")));
+                for (auto& p : peers_)
+                    p.reset();
+            }
+            peers_changed_.expires_at(deadline);
+            boost::system::error_code ignored;
+            co_await peers_changed_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+        }
+        if (failure_)
+            std::rethrow_exception(failure_);
+    }
+    void stop() {
+        stopped_ = true;
+        server_.close();
+    }
+
+    // The defaults, for handlers that add a fault to them.
+    asio::awaitable<void> serve_default(peer& p, received_request request) {
+        const std::string key = key_of(request);
+        const std::string command(request.command_name());
+        if (key == "find fs.files") {
+            co_await find_files(p, request);
+        } else if (command == "listIndexes") {
+            co_await p.reply(request, cursor_reply("db." + target(request), 0, "firstBatch", {}));
+        } else if (command == "createIndexes") {
+            co_await p.reply(request, test::reply_ok());
+        } else if (key == "insert fs.files") {
+            // The files document may come in the body or in a kind 1 sequence.
+            if (const auto docs = request.body().find("documents")) {
+                for (auto& doc : documents_of(docs->as_array()))
+                    files_inserted.push_back(std::move(doc));
+            }
+            if (const auto* sequence = request.sequence("documents")) {
+                for (const auto& doc : sequence->documents)
+                    files_inserted.emplace_back(doc);
+            }
+            co_await p.reply(request,
+                             test::reply_ok([](bson::builder& b) { b.append("n", std::int32_t{1}); }));
+        } else if (key == "insert fs.chunks") {
+            const auto* sequence = request.sequence("documents");
+            if (sequence == nullptr)
+                throw std::runtime_error("chunk insert without a documents sequence");
+            chunks_inserted += sequence->documents.size();
+            co_await p.reply(request, test::reply_ok([&](bson::builder& b) {
+                                 b.append("n", static_cast<std::int32_t>(sequence->documents.size()));
+                             }));
+        } else if (command == "delete") {
+            co_await p.reply(request,
+                             test::reply_ok([](bson::builder& b) { b.append("n", std::int32_t{0}); }));
+        } else if (key == "find fs.chunks") {
+            co_await find_chunks(p, request);
+        } else if (command == "getMore") {
+            co_await get_more(p, request);
+        } else if (command == "killCursors") {
+            for (const auto& e : integers_of(request.body().at("cursors").as_array()))
+                cursors_.erase(e);
+            co_await p.reply(request, test::reply_ok());
+        } else {
+            throw std::runtime_error("unexpected command: " + request.body().to_json());
+        }
+    }
+
+    // Scripted state.
+    std::vector<bson::document> files;   // served by find fs.files
+    served_file file;                    // served by find fs.chunks
+    std::int64_t max_batch = 1'000'000;  // chunk documents per find/getMore reply at most
+    std::function<bson::document(std::int64_t n)> make_chunk;  // default: file.chunk(n)
+    // Observed.
+    std::vector<bson::document> files_inserted;
+    std::size_t chunks_inserted = 0;
+    std::vector<std::pair<std::int64_t, std::int64_t>> chunk_queries;  // [$gte, $lt) of each find fs.chunks
+    std::int64_t chunks_served = 0;
+
+private:
+    struct cursor {
+        std::int64_t next;
+        std::int64_t end;
+    };
+
+    static std::string target(const received_request& request) {
+        const auto name = request.command_name();
+        const auto value = request.body().find(name == "getMore" ? "collection" : name);
+        return value && value->type() == BSON_TYPE_UTF8 ? std::string(value->as_string()) : std::string();
+    }
+    static std::string key_of(const received_request& request) {
+        return std::string(request.command_name()) + " " + target(request);
+    }
+    static std::vector<bson::document> documents_of(bson::view array) {
+        std::vector<bson::document> docs;
+        array.for_each([&](const bson::element& e) { docs.emplace_back(e.as_document()); });
+        return docs;
+    }
+    static std::vector<std::int64_t> integers_of(bson::view array) {
+        std::vector<std::int64_t> ids;
+        array.for_each([&](const bson::element& e) { ids.push_back(e.as_integer()); });
+        return ids;
+    }
+
+    void record(std::exception_ptr e) {
+        if (e && !failure_)
+            failure_ = e;
+    }
+
+    asio::awaitable<void> serve_peer(peer& p) {
+        for (;;) {
+            std::optional<received_request> request;
+            try {
+                request.emplace(co_await p.receive());
+            } catch (const boost::system::system_error&) {
+                co_return;  // the client closed the connection, or a fault did
+            } catch (...) {
+                // Idle for too long: the client hangs. Resetting the connection makes it fail instead.
+                if (!p.dropped())
+                    record(std::current_exception());
+                p.reset();
+                co_return;
+            }
+            try {
+                const auto it = handlers_.find(key_of(*request));
+                if (it != handlers_.end())
+                    co_await it->second(p, std::move(*request));
+                else
+                    co_await serve_default(p, std::move(*request));
+            } catch (const boost::system::system_error&) {
+                // A reply to a client that already closed this connection (it abandons queries it no
+                // longer needs by closing the connection).
+                co_return;
+            } catch (...) {
+                if (p.dropped())
+                    co_return;
+                record(std::current_exception());
+                p.reset();
+                co_return;
+            }
+        }
+    }
+
+    asio::awaitable<void> find_files(peer& p, const received_request& request) {
+        std::vector<bson::document> found;
+        const auto id = request.body().at("filter").as_document().find("_id");
+        for (const auto& doc : files) {
+            if (!id || bson::value(*id) == bson::value(doc.at("_id")))
+                found.push_back(doc);
+        }
+        if (!found.empty())
+            found.resize(1);  // the bucket only ever asks for one
+        co_await p.reply(request, cursor_reply("db.fs.files", 0, "firstBatch", found));
+    }
+
+    asio::awaitable<void> find_chunks(peer& p, const received_request& request) {
+        const auto filter = request.body().at("filter").as_document();
+        if (bson::value(filter.at("files_id")) != file.id)
+            throw std::runtime_error("chunk query for another file: " + request.body().to_json());
+        const auto n = filter.at("n").as_document();
+        const std::int64_t first = n.at("$gte").as_integer();
+        // No $lt: to the end of the file (a reader may leave the last run open to see extra chunks).
+        const auto lt = n.find("$lt");
+        const std::int64_t end = lt ? lt->as_integer() : file.chunk_count();
+        chunk_queries.emplace_back(first, end);
+        const cursor c{std::max<std::int64_t>(first, 0), std::min(end, file.chunk_count())};
+        co_await reply_batch(p, request, c, 0, "firstBatch");
+    }
+
+    asio::awaitable<void> get_more(peer& p, const received_request& request) {
+        const std::int64_t id = request.body().at("getMore").as_int64();
+        const auto it = cursors_.find(id);
+        if (it == cursors_.end())
+            throw std::runtime_error("getMore on an unknown cursor: " + request.body().to_json());
+        const cursor c = it->second;
+        cursors_.erase(it);
+        co_await reply_batch(p, request, c, id, "nextBatch");
+    }
+
+    // At most batchSize (and max_batch) chunks and about 16 MiB per reply, as a server bounds its batches;
+    // the rest stays behind a cursor.
+    asio::awaitable<void> reply_batch(peer& p, const received_request& request, cursor c, std::int64_t id,
+                                      std::string_view field) {
+        const auto batch_size = request.body().find("batchSize");
+        std::int64_t limit = std::min(max_batch, batch_size ? batch_size->as_integer() : 101);
+        std::vector<bson::document> docs;
+        std::size_t bytes = 0;
+        while (c.next < c.end && static_cast<std::int64_t>(docs.size()) < std::max<std::int64_t>(limit, 1) &&
+               bytes < 16 * 1024 * 1024) {
+            docs.push_back(make_chunk ? make_chunk(c.next) : file.chunk(c.next));
+            bytes += docs.back().view().size();
+            ++c.next;
+        }
+        chunks_served += static_cast<std::int64_t>(docs.size());
+        if (c.next < c.end) {
+            if (id == 0)
+                id = next_cursor_id_++;
+            cursors_[id] = c;
+        } else {
+            id = 0;
+        }
+        co_await p.reply(request, cursor_reply("db.fs.chunks", id, field, docs));
+    }
+
+    asio::any_io_executor executor_;
+    test::mock_server server_;
+    std::map<std::string, handler> handlers_;
+    std::list<peer> peers_;  // stable addresses: each serving coroutine holds its peer
+    std::size_t live_ = 0;
+    asio::steady_timer peers_changed_;
+    bool stopped_ = false;
+    std::exception_ptr failure_;
+    std::map<std::int64_t, cursor> cursors_;
+    std::int64_t next_cursor_id_ = 1000;
+};
+
+// Runs work(client) against the server, then closes the client and the server and waits for both; rethrows
+// the first failure of either side. The client is always closed, so no connection (nor the coroutines that
+// own it) outlives the test and ASan's leak check stays meaningful.
+void run_against(asio::io_context& io, gridfs_server& server,
+                 const std::function<asio::awaitable<void>(wire::client&)>& work) {
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        wire::client client(io.get_executor(), server.uri());
+        std::exception_ptr client_failure;
+        auto client_side = [&]() -> asio::awaitable<void> {
+            try {
+                co_await work(client);
+            } catch (...) {
+                client_failure = std::current_exception();
+            }
+            client.close();
+            server.stop();
+        };
+        co_await (client_side() && server.serve());
+        if (client_failure)
+            std::rethrow_exception(client_failure);
+    }());
+}
+
+// Small chunks and batches, so that a modest file makes many insert commands or range queries, W of them in
+// flight on two connections.
+gridfs::bucket_options small_window() {
+    gridfs::bucket_options options;
+    options.chunk_size_bytes = 1000;
+    options.batch_bytes = 4000;
+    options.max_in_flight = 4;
+    options.connections_per_stream = 2;
+    return options;
+}
+
+enum class fault { hang_up, reset, half_reply };
+
+std::ostream& operator<<(std::ostream& out, fault f) {
+    switch (f) {
+        case fault::hang_up:
+            return out << "hang_up";
+        case fault::reset:
+            return out << "reset";
+        case fault::half_reply:
+            return out << "half_reply";
+    }
+    return out;
+}
+
+// Drops p in the way f says, instead of answering request with ok_body.
+asio::awaitable<void> inject(fault f, peer& p, const received_request& request, bson::view ok_body) {
+    switch (f) {
+        case fault::hang_up:
+            co_await p.hang_up();
+            break;
+        case fault::reset:
+            p.reset();
+            break;
+        case fault::half_reply: {
+            const auto bytes = encoded_reply(request, ok_body);
+            co_await p.send_raw(std::span(bytes).first(bytes.size() / 2));
+            co_await p.hang_up();
+            break;
+        }
+    }
+}
+
+const auto all_faults = data::make({fault::hang_up, fault::reset, fault::half_reply});
+
+}  // namespace scripted
+
+// ---------------------------------------------------------------------------------------------------------
+// Upload
+
+// via_buffer: upload_from_buffer, whose inserts reference the caller's memory. The buffer is freed as soon as
+// the call has failed, and the client keeps working afterwards, so an insert still in flight that read it
+// would be a use after free under ASan.
+BOOST_DATA_TEST_CASE(connection_dropped_mid_upload_fails_without_files_document,
+                     all_faults* data::make({false, true}), f, via_buffer) {
+    asio::io_context io;
+    gridfs_server server(io);
+    std::size_t inserts = 0;
+    server.on("insert fs.chunks", [&](peer& p, received_request request) -> asio::awaitable<void> {
+        if (++inserts == 6) {
+            co_await inject(
+                f, p, request, test::reply_ok([&](bson::builder& b) {
+                    b.append("n", static_cast<std::int32_t>(request.sequence("documents")->documents.size()));
+                }));
+            co_return;
+        }
+        co_await server.serve_default(p, std::move(request));
+    });
+    std::optional<error> failure;
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket fs(client.database("db"), small_window());
+        if (via_buffer) {
+            {
+                const auto bytes = content(0, 200'000);
+                try {
+                    co_await fs.upload_from_buffer("dropped", bytes);
+                } catch (const error& e) {
+                    failure = e;
+                }
+            }
+            BOOST_REQUIRE_MESSAGE(failure, "the upload succeeded although a connection dropped under it");
+            // A round trip, so that anything the failed upload left running gets to run.
+            auto files = co_await fs.find(bson::document());
+            const auto found = co_await files.to_vector();
+            BOOST_TEST(found.empty());
+            co_return;
+        }
+        auto up = co_await fs.open_upload_stream("dropped");
+        const auto bytes = content(0, 200'000);
+        try {
+            for (std::size_t at = 0; at < bytes.size(); at += 777)
+                co_await up.write(
+                    std::span(bytes).subspan(at, std::min<std::size_t>(777, bytes.size() - at)));
+            co_await up.close();
+        } catch (const error& e) {
+            failure = e;
+        }
+        BOOST_REQUIRE_MESSAGE(failure, "the upload succeeded although a connection dropped under it");
+        // The stream failed for good: later calls rethrow its error.
+        try {
+            co_await up.write(std::span(bytes).first(10));
+            BOOST_FAIL("write() after a failure succeeded");
+        } catch (const error& e) {
+            BOOST_TEST(e.code() == failure->code(), e.what());
+        }
+        try {
+            co_await up.close();
+            BOOST_FAIL("close() after a failure succeeded");
+        } catch (const error& e) {
+            BOOST_TEST(e.code() == failure->code(), e.what());
+        }
+    });
+    BOOST_TEST_MESSAGE(inserts << " inserts, then: " << failure->what());
+    BOOST_TEST(failure->kind() == error_kind::network, failure->what());
+    BOOST_TEST(inserts >= 6u);
+    BOOST_TEST(server.files_inserted.empty(), "a files document was written for a failed upload");
+}
+
+// One insert of the W in flight fails on the server (ok: 0, or a write error): the stream fails with that
+// error once, later calls rethrow it at once, every insert in flight is answered and awaited, and no files
+// document is written.
+BOOST_DATA_TEST_CASE(server_error_on_one_batch_among_many_in_flight, data::make({false, true}), write_error) {
+    asio::io_context io;
+    gridfs_server server(io);
+    const auto options = small_window();
+    std::vector<std::pair<peer*, received_request>> held;
+    std::size_t inserts = 0;
+    std::size_t answered = 0;
+    bool released = false;
+    const std::int32_t code = 121;  // DocumentValidationFailure: any code but a duplicate key
+    server.on("insert fs.chunks", [&](peer& p, received_request request) -> asio::awaitable<void> {
+        ++inserts;
+        if (released) {
+            ++answered;
+            co_await server.serve_default(p, std::move(request));
+            co_return;
+        }
+        // Hold the first W inserts: the client then has its whole window in flight and waits.
+        held.emplace_back(&p, std::move(request));
+        if (held.size() < options.max_in_flight)
+            co_return;
+        released = true;
+        // The second one fails first, while the other W - 1 are still unanswered; then they succeed.
+        peer& bad_peer = *held[1].first;
+        const received_request& bad = held[1].second;
+        const auto count = static_cast<std::int32_t>(bad.sequence("documents")->documents.size());
+        if (write_error) {
+            co_await bad_peer.reply(bad, test::reply_ok([&](bson::builder& b) {
+                                        b.append("n", count - 1);
+                                        b.append_array("writeErrors", [&](bson::builder& errors) {
+                                            errors.append_document("0", [&](bson::builder& e) {
+                                                e.append("index", count - 1);
+                                                e.append("code", code);
+                                                e.append("errmsg", "Document failed validation");
+                                            });
+                                        });
+                                    }));
+        } else {
+            co_await bad_peer.reply(
+                bad, test::reply_error(code, "DocumentValidationFailure", "Document failed validation"));
+        }
+        ++answered;
+        for (std::size_t i = 0; i < held.size(); ++i) {
+            if (i == 1)
+                continue;
+            const received_request& r = held[i].second;
+            co_await held[i].first->reply(
+                r, test::reply_ok([&](bson::builder& b) {
+                    b.append("n", static_cast<std::int32_t>(r.sequence("documents")->documents.size()));
+                }));
+            ++answered;
+        }
+    });
+    std::optional<error> failure;
+    std::size_t writes_failed = 0;
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket fs(client.database("db"), options);
+        auto up = co_await fs.open_upload_stream("refused");
+        const auto bytes = content(0, 300'000);
+        try {
+            for (std::size_t at = 0; at < bytes.size(); at += 1000)
+                co_await up.write(std::span(bytes).subspan(at, 1000));
+            co_await up.close();
+        } catch (const error& e) {
+            failure = e;
+        }
+        BOOST_REQUIRE_MESSAGE(failure, "the upload succeeded although the server refused a batch");
+        for (int i = 0; i < 3; ++i) {
+            try {
+                co_await up.write(std::span(bytes).first(1000));
+            } catch (const error& e) {
+                ++writes_failed;
+                BOOST_TEST(e.code() == failure->code(), e.what());
+            }
+        }
+        try {
+            co_await up.close();
+            BOOST_FAIL("close() after a failure succeeded");
+        } catch (const error& e) {
+            BOOST_TEST(e.code() == failure->code(), e.what());
+        }
+        // close() returned only once every insert in flight was answered: none is left behind.
+        BOOST_TEST(answered == inserts);
+    });
+    BOOST_TEST_MESSAGE(inserts << " inserts, then: " << failure->what());
+    BOOST_TEST(failure->kind() == error_kind::server, failure->what());
+    BOOST_TEST(failure->code().value() == code, failure->what());
+    BOOST_TEST(writes_failed == 3u);
+    BOOST_TEST(server.files_inserted.empty(), "a files document was written for a failed upload");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Download
+
+namespace scripted {
+
+// Reads the whole stream in odd-sized pieces; returns what was handed out and the error that stopped it.
+asio::awaitable<std::optional<error>> read_all(gridfs::download_stream& down,
+                                               std::vector<std::uint8_t>& got) {
+    std::vector<std::uint8_t> buffer(777);
+    try {
+        for (;;) {
+            const std::size_t n = co_await down.read_some(buffer);
+            if (n == 0)
+                co_return std::nullopt;
+            got.insert(got.end(), buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(n));
+        }
+    } catch (const error& e) {
+        co_return e;
+    }
+}
+
+}  // namespace scripted
+
+BOOST_DATA_TEST_CASE(connection_dropped_mid_download_returns_only_a_true_prefix,
+                     all_faults* data::make({false, true}), f, in_get_more) {
+    asio::io_context io;
+    gridfs_server server(io);
+    server.file.length = 200'123;
+    server.file.chunk_size = 1000;
+    server.files.push_back(server.file.files_document());
+    // With in_get_more every run of 4 chunks takes a find and a getMore, and the fault cuts a run in half.
+    if (in_get_more)
+        server.max_batch = 2;
+    const char* faulty = in_get_more ? "getMore fs.chunks" : "find fs.chunks";
+    std::size_t queries = 0;
+    server.on(faulty, [&](peer& p, received_request request) -> asio::awaitable<void> {
+        if (++queries == 6) {
+            co_await inject(f, p, request, cursor_reply("db.fs.chunks", 0, "firstBatch", {}));
+            co_return;
+        }
+        co_await server.serve_default(p, std::move(request));
+    });
+    std::vector<std::uint8_t> got;
+    std::optional<error> failure;
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket fs(client.database("db"), small_window());
+        auto down = co_await fs.open_download_stream(server.file.id);
+        failure = co_await read_all(down, got);
+        if (failure) {
+            // The stream stays failed.
+            std::vector<std::uint8_t> more(100);
+            try {
+                co_await down.read_some(more);
+                BOOST_FAIL("read_some() after a failure succeeded");
+            } catch (const error& e) {
+                BOOST_TEST(e.code() == failure->code(), e.what());
+            }
+        }
+    });
+    BOOST_REQUIRE_MESSAGE(failure, "the download succeeded although a connection dropped under it");
+    BOOST_TEST_MESSAGE(got.size() << " bytes, then: " << failure->what());
+    BOOST_TEST(failure->kind() == error_kind::network, failure->what());
+    BOOST_TEST(got.size() < static_cast<std::size_t>(server.file.length));
+    BOOST_TEST(is_content_prefix(got, 0), "bytes handed out before the failure are not the file's");
+}
+
+// A chunk document or reply of the wrong shape is a typed error, never a crash, and nothing after the last
+// good chunk is handed out.
+namespace scripted {
+
+enum class malformation {
+    data_is_a_string,
+    data_missing,
+    data_subtype_user_defined,
+    n_missing,
+    n_is_a_string,
+    n_fractional,
+    files_id_missing,
+    chunk_not_a_document,
+    no_cursor,
+    batch_not_an_array,
+};
+
+std::ostream& operator<<(std::ostream& out, malformation m) {
+    constexpr const char* names[] = {"data_is_a_string",  "data_missing",         "data_subtype_user_defined",
+                                     "n_missing",         "n_is_a_string",        "n_fractional",
+                                     "files_id_missing",  "chunk_not_a_document", "no_cursor",
+                                     "batch_not_an_array"};
+    return out << names[static_cast<int>(m)];
+}
+
+// Chunk n of file with one field broken as m says.
+bson::document malformed_chunk(const served_file& file, std::int64_t n, malformation m) {
+    const auto bytes = content(n * file.chunk_size, std::min(file.length, (n + 1) * file.chunk_size));
+    bson::builder b;
+    b.append("_id", bson::new_oid());
+    if (m != malformation::files_id_missing)
+        b.append("files_id", file.id);
+    switch (m) {
+        case malformation::n_missing:
+            break;
+        case malformation::n_is_a_string:
+            b.append("n", std::to_string(n));
+            break;
+        case malformation::n_fractional:
+            b.append("n", static_cast<double>(n) + 0.5);
+            break;
+        default:
+            b.append("n", static_cast<std::int32_t>(n));
+    }
+    switch (m) {
+        case malformation::data_missing:
+            break;
+        case malformation::data_is_a_string:
+            b.append("data", std::string(bytes.size(), 'x'));  // right length, wrong type
+            break;
+        case malformation::data_subtype_user_defined:
+            b.append_binary("data", BSON_SUBTYPE_USER, bytes);
+            break;
+        default:
+            b.append_binary("data", BSON_SUBTYPE_BINARY, bytes);
+    }
+    return b.extract();
+}
+
+}  // namespace scripted
+
+BOOST_DATA_TEST_CASE(malformed_chunk_reply_is_a_typed_error,
+                     data::make({malformation::data_is_a_string, malformation::data_missing,
+                                 malformation::data_subtype_user_defined, malformation::n_missing,
+                                 malformation::n_is_a_string, malformation::n_fractional,
+                                 malformation::files_id_missing, malformation::chunk_not_a_document,
+                                 malformation::no_cursor, malformation::batch_not_an_array}),
+                     m) {
+    asio::io_context io;
+    gridfs_server server(io);
+    server.file.length = 40'500;
+    server.file.chunk_size = 1000;
+    server.files.push_back(server.file.files_document());
+    constexpr std::int64_t bad_n = 9;  // in the third run of 4 chunks
+    server.make_chunk = [&](std::int64_t n) {
+        return n == bad_n ? malformed_chunk(server.file, n, m) : server.file.chunk(n);
+    };
+    server.on("find fs.chunks", [&](peer& p, received_request request) -> asio::awaitable<void> {
+        const auto n = request.body().at("filter").as_document().at("n").as_document();
+        const auto lt = n.find("$lt");
+        const bool bad_run = n.at("$gte").as_integer() <= bad_n && (!lt || bad_n < lt->as_integer());
+        if (bad_run && m == malformation::chunk_not_a_document) {
+            co_await p.reply(request, test::reply_ok([](bson::builder& b) {
+                                 b.append_document("cursor", [](bson::builder& c) {
+                                     c.append("id", std::int64_t{0});
+                                     c.append("ns", "db.fs.chunks");
+                                     c.append_array("firstBatch",
+                                                    [](bson::builder& docs) { docs.append("0", "chunk"); });
+                                 });
+                             }));
+        } else if (bad_run && m == malformation::no_cursor) {
+            co_await p.reply(request, test::reply_ok());
+        } else if (bad_run && m == malformation::batch_not_an_array) {
+            co_await p.reply(request, test::reply_ok([](bson::builder& b) {
+                                 b.append_document("cursor", [](bson::builder& c) {
+                                     c.append("id", std::int64_t{0});
+                                     c.append("ns", "db.fs.chunks");
+                                     c.append("firstBatch", std::int32_t{7});
+                                 });
+                             }));
+        } else {
+            co_await server.serve_default(p, std::move(request));
+        }
+    });
+    std::vector<std::uint8_t> got;
+    std::optional<error> failure;
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket fs(client.database("db"), small_window());
+        auto down = co_await fs.open_download_stream(server.file.id);
+        failure = co_await read_all(down, got);
+    });
+    BOOST_REQUIRE_MESSAGE(failure, "a malformed chunk reply was accepted");
+    BOOST_TEST_MESSAGE(got.size() << " bytes, then: " << failure->what());
+    const bool reply_shape = m == malformation::no_cursor || m == malformation::batch_not_an_array;
+    if (reply_shape)
+        BOOST_TEST((failure->kind() == error_kind::protocol || failure->kind() == error_kind::gridfs),
+                   failure->what());
+    else
+        BOOST_TEST(failure->code() == errc::corrupt_file, failure->what());
+    BOOST_TEST(got.size() <= static_cast<std::size_t>(bad_n * server.file.chunk_size));
+    BOOST_TEST(is_content_prefix(got, 0), "bytes handed out before the failure are not the file's");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Past 4 GiB: a file of 5 GiB + 3 bytes, served chunk by chunk as queried. Only the end is read, so a reader
+// that streamed from the start (or miscounted chunks in int32) would fail the query checks or time out.
+
+BOOST_AUTO_TEST_CASE(five_gib_file_range_arithmetic_at_its_end) {
+    constexpr std::int64_t length = 5 * (std::int64_t{1} << 30) + 3;
+    constexpr std::int32_t chunk = 261120;
+    // ceil(length / chunk) - 1 = 20560, holding length - 20560 * chunk = 81923 bytes.
+    constexpr std::int64_t last_n = (length + chunk - 1) / chunk - 1;
+    constexpr std::int64_t last_offset = last_n * chunk;
+    constexpr std::int64_t last_size = length - last_offset;
+    static_assert(last_n == 20560 && last_size == 81923);
+
+    asio::io_context io;
+    gridfs_server server(io);
+    server.file.length = length;
+    server.file.chunk_size = chunk;
+    server.files.push_back(server.file.files_document());
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        // Two queries of two chunks in flight: the prefetch before the seek stays small and predictable.
+        gridfs::bucket_options options;
+        options.chunk_size_bytes = chunk;
+        options.batch_bytes = 2 * chunk;
+        options.max_in_flight = 2;
+        gridfs::bucket fs(client.database("db"), options);
+        std::vector<std::uint8_t> got;
+
+        // The last chunk alone: its size is the remainder.
+        {
+            auto down = co_await fs.open_download_stream(server.file.id,
+                                                         gridfs::download_range{last_offset, std::nullopt});
+            BOOST_TEST(down.size() == length);
+            BOOST_TEST(down.tell() == last_offset);
+            BOOST_TEST(!(co_await read_all(down, got)));
+            BOOST_TEST(got.size() == static_cast<std::size_t>(last_size));
+            BOOST_TEST(is_content_prefix(got, last_offset));
+        }
+        // The last 3 bytes, then the end of the file.
+        {
+            got.clear();
+            auto down = co_await fs.open_download_stream(server.file.id,
+                                                         gridfs::download_range{length - 3, std::nullopt});
+            BOOST_TEST(!(co_await read_all(down, got)));
+            BOOST_TEST(got == content(length - 3, length));
+        }
+        // Across the boundary into the last chunk, with an explicit end.
+        {
+            got.clear();
+            auto down = co_await fs.open_download_stream(
+                server.file.id, gridfs::download_range{last_offset - 10, last_offset + 10});
+            BOOST_TEST(!(co_await read_all(down, got)));
+            BOOST_TEST(got == content(last_offset - 10, last_offset + 10));
+        }
+        // A seek from the start to just before the end: the prefetch starts over there.
+        {
+            got.clear();
+            auto down = co_await fs.open_download_stream(server.file.id);
+            std::vector<std::uint8_t> head(5);
+            BOOST_TEST(co_await down.read(head) == 5u);
+            BOOST_TEST(head == content(0, 5));
+            down.seek(length - 1);
+            BOOST_TEST(down.tell() == length - 1);
+            BOOST_TEST(!(co_await read_all(down, got)));
+            BOOST_TEST(got == content(length - 1, length));
+        }
+        // Past the end is a usage error, not a query.
+        try {
+            co_await fs.open_download_stream(server.file.id,
+                                             gridfs::download_range{length + 1, std::nullopt});
+            BOOST_FAIL("a range starting past the end was accepted");
+        } catch (const error& e) {
+            BOOST_TEST(e.code() == errc::invalid_argument, e.what());
+        }
+    });
+    BOOST_TEST_MESSAGE(server.chunk_queries.size()
+                       << " range queries, " << server.chunks_served << " chunks served");
+    // Only the chunks near the end (and the first few, before the seek) were ever asked for.
+    BOOST_TEST(server.chunks_served < 20);
+    for (const auto& [first, end] : server.chunk_queries) {
+        BOOST_TEST(first < end);
+        BOOST_TEST(end <= last_n + 1);
+        BOOST_TEST((end <= 4 || first >= last_n - 1), "query for chunks [" << first << ", " << end << ")");
+    }
+}
