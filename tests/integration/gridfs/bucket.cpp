@@ -6,6 +6,7 @@
 #include <gridflow/wire/collection.hpp>
 #include <gridflow/wire/error.hpp>
 
+#include "integration/gridfs/fixture.hpp"
 #include "support/run.hpp"
 #include "support/test_server.hpp"
 
@@ -26,47 +27,12 @@
 namespace asio = boost::asio;
 using namespace gridflow;
 using gridflow::test::run;
+using gridflow::test::by;
+using gridflow::test::expect_errc;
+using gridflow::test::random_bytes;
+using fixture = gridflow::test::gridfs_fixture;
 
 namespace {
-
-std::vector<std::uint8_t> random_bytes(std::size_t n, std::uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::vector<std::uint8_t> out(n);
-    for (auto& b : out)
-        b = static_cast<std::uint8_t>(rng());
-    return out;
-}
-
-bson::document by(std::string_view key, const bson::value& v) {
-    bson::builder b;
-    b.append(key, v);
-    return b.extract();
-}
-
-struct fixture {
-    asio::io_context io;
-    wire::client client{io.get_executor(), test::server_uri()};
-    wire::database db{client.database(test::unique_name("gridfs"))};
-
-    // Streams a test dropped mid-transfer close their connections on the io_context's strands; let that
-    // settle before the io_context goes, so nothing is left pending at teardown.
-    ~fixture() { test::drain(io); }
-
-    gridfs::bucket make_bucket(gridfs::bucket_options options = {}) {
-        return gridfs::bucket(db, std::move(options));
-    }
-};
-
-// Expects `op` to throw gridflow::error with code e.
-template <class T>
-void expect_errc(asio::io_context& io, asio::awaitable<T> op, errc e) {
-    try {
-        run(io, std::move(op));
-        BOOST_FAIL("expected " << make_error_code(e).message());
-    } catch (const error& err) {
-        BOOST_TEST(err.code() == make_error_code(e), err.what());
-    }
-}
 
 // Uploads through a stream in uneven pieces, so writes are not chunk-aligned.
 asio::awaitable<bson::value> upload_in_pieces(gridfs::bucket fs, std::string name,

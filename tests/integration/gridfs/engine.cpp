@@ -8,6 +8,7 @@
 #include <gridflow/wire/collection.hpp>
 #include <gridflow/wire/error.hpp>
 
+#include "integration/gridfs/fixture.hpp"
 #include "support/run.hpp"
 #include "support/test_server.hpp"
 
@@ -37,23 +38,13 @@
 namespace asio = boost::asio;
 using namespace gridflow;
 using gridflow::test::run;
+using gridflow::test::by;
+using gridflow::test::expect_errc;
+using gridflow::test::random_bytes;
+using fixture = gridflow::test::gridfs_fixture;
 using bytes = std::vector<std::uint8_t>;
 
 namespace {
-
-bytes random_bytes(std::size_t n, std::uint32_t seed) {
-    std::mt19937 rng(seed);
-    bytes out(n);
-    for (auto& b : out)
-        b = static_cast<std::uint8_t>(rng());
-    return out;
-}
-
-bson::document by(std::string_view key, const bson::value& v) {
-    bson::builder b;
-    b.append(key, v);
-    return b.extract();
-}
 
 bson::document chunk_filter(const bson::value& id, std::int32_t n) {
     bson::builder b;
@@ -74,28 +65,6 @@ std::string hex_digest(const EVP_MD* md, const bytes& data) {
         s.push_back(hex[out[i] & 0x0f]);
     }
     return s;
-}
-
-struct fixture {
-    asio::io_context io;
-    wire::client client{io.get_executor(), test::server_uri()};
-    wire::database db{client.database(test::unique_name("gridfs_engine"))};
-
-    ~fixture() { test::drain(io); }
-
-    gridfs::bucket make_bucket(gridfs::bucket_options options = {}) {
-        return gridfs::bucket(db, std::move(options));
-    }
-};
-
-template <class T>
-void expect_errc(asio::io_context& io, asio::awaitable<T> op, errc e) {
-    try {
-        run(io, std::move(op));
-        BOOST_FAIL("expected " << make_error_code(e).message());
-    } catch (const error& err) {
-        BOOST_TEST(err.code() == make_error_code(e), err.what());
-    }
 }
 
 // Reads from the stream's current position to the end of its range.
