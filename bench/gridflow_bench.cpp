@@ -1,0 +1,354 @@
+// gridflow-bench: the gridflow client of bench/run (issue 6), and the harness's helper for preparing files and
+// measuring a server's ceiling.
+//
+//   gridflow-bench URI OP SCENARIO SERVER DELAY_MS SIZE COUNT FILE
+//
+// Every client of bench/run takes these same arguments:
+//   OP        upload    COUNT files of SIZE bytes (the first SIZE bytes of FILE), named "<SCENARIO>-<i>";
+//             download  the COUNT files whose _id is the string "<SCENARIO>-<i>", prepared beforehand;
+//   SCENARIO, SERVER, DELAY_MS  only echoed into the result line.
+// gridflow-bench also knows:
+//             prepare   upload COUNT files as "download" expects them (ids "<SCENARIO>-<i>"), untimed, silent;
+//             ceiling-upload    a raw OP_MSG insert flood of SIZE bytes (255 KiB chunk documents whose data
+//                               is the start of FILE, 16 per insert, many inserts in flight on many connections);
+//             ceiling-download  a raw flood of chunk range queries (16 chunks each) over the prepared file
+//                               "<SCENARIO>-0" until SIZE bytes came back.
+// Prints one JSON line: {"client", "server", "scenario", "op", "bytes", "files", "delay_ms", "seconds",
+// "mb_per_s", "files_per_s"}. The clock covers the transfers only: the upload data of files under 1 MiB is read
+// from FILE into memory before it starts; larger files are streamed from FILE by upload_from_file (in the page
+// cache: bench/run reads it once before), so memory stays bounded for any size. Downloads read each file through
+// a 1 MiB buffer and drop the bytes.
+//
+// Several files are transferred concurrently on one client: 32 at a time below 1 MiB, 2 at a time above
+// (GRIDFLOW_BENCH_CONCURRENCY overrides). Exit status 0 on success, 1 on any failure (message on stderr).
+#include <gridflow/gridfs/bucket.hpp>
+#include <gridflow/wire/client.hpp>
+#include <gridflow/wire/connection.hpp>
+#include <gridflow/wire/error.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace asio = boost::asio;
+using namespace gridflow;
+
+namespace {
+
+struct arguments {
+    std::string uri, op, scenario, server;
+    double delay_ms = 0;
+    std::int64_t size = 0;
+    std::int64_t count = 1;
+    std::string file;
+};
+
+struct result {
+    std::int64_t bytes = 0;
+    std::int64_t files = 0;
+    double seconds = 0;
+};
+
+std::size_t concurrency_for(const arguments& a) {
+    if (const char* env = std::getenv("GRIDFLOW_BENCH_CONCURRENCY"))
+        return static_cast<std::size_t>(std::max(1, std::atoi(env)));
+    return a.size < 1024 * 1024 ? 32 : 2;
+}
+
+std::vector<std::uint8_t> read_prefix(const std::string& path, std::int64_t size) {
+    std::ifstream in(path, std::ios::binary);
+    std::vector<std::uint8_t> data(static_cast<std::size_t>(size));
+    in.read(reinterpret_cast<char*>(data.data()), size);
+    if (in.gcount() != size)
+        throw std::runtime_error("cannot read " + std::to_string(size) + " bytes from " + path);
+    return data;
+}
+
+// Runs job(i) for i in [0, count) on `width` workers that take the next index as they finish.
+asio::awaitable<void> for_each_concurrently(std::int64_t count, std::size_t width,
+                                            std::function<asio::awaitable<void>(std::int64_t)> job) {
+    auto next = std::make_shared<std::int64_t>(0);
+    auto executor = co_await asio::this_coro::executor;
+    const std::size_t workers = std::min<std::size_t>(width, static_cast<std::size_t>(std::max<std::int64_t>(count, 1)));
+    auto remaining = std::make_shared<std::size_t>(workers);
+    auto failure = std::make_shared<std::exception_ptr>();
+    asio::steady_timer done(executor, asio::steady_timer::time_point::max());
+    for (std::size_t w = 0; w < workers; ++w)
+        asio::co_spawn(
+            executor,
+            [=]() -> asio::awaitable<void> {
+                while (!*failure) {
+                    const std::int64_t i = (*next)++;
+                    if (i >= count)
+                        break;
+                    co_await job(i);
+                }
+            },
+            [&, remaining, failure](std::exception_ptr e) {
+                if (e && !*failure)
+                    *failure = e;
+                if (--*remaining == 0)
+                    done.cancel();
+            });
+    co_await done.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (*failure)
+        std::rethrow_exception(*failure);
+}
+
+gridfs::bucket make_bucket(const wire::client& client, const arguments& a) {
+    gridfs::bucket_options options;
+    if (a.size < 1024 * 1024)
+        options.connections_per_stream = 1;
+    return gridfs::bucket(client.database("bench"), options);
+}
+
+asio::awaitable<result> upload(wire::client client, arguments a, bool prepare) {
+    gridfs::bucket fs = make_bucket(client, a);
+    const bool in_memory = a.size < 1024 * 1024;
+    std::vector<std::uint8_t> data;
+    if (in_memory)
+        data = read_prefix(a.file, a.size);
+    else if (std::filesystem::file_size(a.file) != static_cast<std::uintmax_t>(a.size))
+        throw std::runtime_error(a.file + " must hold exactly " + std::to_string(a.size) + " bytes");
+    const auto started = std::chrono::steady_clock::now();
+    co_await for_each_concurrently(a.count, concurrency_for(a), [&](std::int64_t i) -> asio::awaitable<void> {
+        const std::string name = a.scenario + "-" + std::to_string(i);
+        if (prepare) {
+            if (in_memory)
+                co_await fs.upload_from_buffer_with_id(bson::value(std::string_view(name)), name, data);
+            else
+                co_await fs.upload_from_file_with_id(bson::value(std::string_view(name)), name, a.file);
+        } else if (in_memory) {
+            co_await fs.upload_from_buffer(name, data);
+        } else {
+            co_await fs.upload_from_file(name, a.file);
+        }
+    });
+    const auto elapsed = std::chrono::steady_clock::now() - started;
+    co_return result{a.size * a.count, a.count, std::chrono::duration<double>(elapsed).count()};
+}
+
+asio::awaitable<result> download(wire::client client, arguments a) {
+    gridfs::bucket fs = make_bucket(client, a);
+    std::int64_t total = 0;
+    const auto started = std::chrono::steady_clock::now();
+    co_await for_each_concurrently(a.count, concurrency_for(a), [&](std::int64_t i) -> asio::awaitable<void> {
+        std::vector<std::uint8_t> buffer(std::min<std::int64_t>(a.size, 1024 * 1024) + 1);
+        auto down = co_await fs.open_download_stream(bson::value(std::string_view(a.scenario + "-" + std::to_string(i))));
+        std::int64_t got = 0;
+        for (;;) {
+            const std::size_t n = co_await down.read(buffer);
+            if (n == 0)
+                break;
+            got += static_cast<std::int64_t>(n);
+        }
+        if (got != a.size)
+            throw std::runtime_error("file " + std::to_string(i) + ": read " + std::to_string(got) + " bytes, expected " +
+                                     std::to_string(a.size));
+        total += got;
+    });
+    const auto elapsed = std::chrono::steady_clock::now() - started;
+    co_return result{total, a.count, std::chrono::duration<double>(elapsed).count()};
+}
+
+// The raw floods: this many connections, each with this many requests in flight.
+constexpr std::size_t flood_connections = 8;
+constexpr std::size_t flood_window = 4;
+constexpr std::int32_t flood_chunk = 255 * 1024;
+constexpr std::int64_t flood_chunks_per_request = 16;
+
+asio::awaitable<std::vector<std::shared_ptr<wire::connection>>> open_connections(const wire::client& client) {
+    std::vector<std::shared_ptr<wire::connection>> connections;
+    auto executor = co_await asio::this_coro::executor;
+    for (std::size_t i = 0; i < flood_connections; ++i)
+        connections.push_back(std::make_shared<wire::connection>(
+            co_await wire::connection::open(executor, client.options().server, client.options().pool.connection)));
+    co_return connections;
+}
+
+// One chunk document's bytes before its data: _id, files_id, n and the binary's header. Hand-built, like the
+// engine's chunk headers, so that every insert of the flood carries fresh _ids (a server that stores them needs
+// unique ones) while the data bytes are shared by all of them.
+constexpr std::size_t flood_header_size = 4 + (1 + 4 + 12) + (1 + 9 + 12) + (1 + 2 + 4) + (1 + 5 + 4 + 1);
+
+void put_bytes(std::uint8_t*& at, const void* bytes, std::size_t n) {
+    std::memcpy(at, bytes, n);
+    at += n;
+}
+
+std::array<std::uint8_t, flood_header_size> flood_header(const bson_oid_t& files_id, std::int32_t n) {
+    std::array<std::uint8_t, flood_header_size> h{};
+    std::uint8_t* at = h.data();
+    const auto doc_size = static_cast<std::int32_t>(flood_header_size + flood_chunk + 1);
+    const bson_oid_t id = bson::new_oid();
+    put_bytes(at, &doc_size, 4);
+    put_bytes(at, "\x07_id", 5);
+    put_bytes(at, id.bytes, 12);
+    put_bytes(at, "\x07" "files_id", 10);
+    put_bytes(at, files_id.bytes, 12);
+    put_bytes(at, "\x10n", 3);
+    put_bytes(at, &n, 4);
+    put_bytes(at, "\x05" "data", 6);
+    put_bytes(at, &flood_chunk, 4);
+    *at = 0;  // generic binary subtype
+    return h;
+}
+
+asio::awaitable<result> ceiling_upload(wire::client client, arguments a) {
+    const std::vector<std::uint8_t> data = read_prefix(a.file, flood_chunk);
+    static constexpr std::uint8_t terminator = 0;
+    const std::int64_t per_request = flood_chunk * flood_chunks_per_request;
+    const std::int64_t requests = std::max<std::int64_t>(1, a.size / per_request);
+    auto connections = co_await open_connections(client);
+    bson::builder command;
+    command.append("insert", "ceiling.chunks").append("ordered", false);
+    const bson::document body = command.extract();
+
+    const auto started = std::chrono::steady_clock::now();
+    co_await for_each_concurrently(requests, flood_connections * flood_window, [&](std::int64_t i) -> asio::awaitable<void> {
+        const bson_oid_t files_id = bson::new_oid();
+        std::vector<std::array<std::uint8_t, flood_header_size>> headers;
+        std::vector<asio::const_buffer> buffers;
+        headers.reserve(flood_chunks_per_request);
+        for (std::int32_t n = 0; n < flood_chunks_per_request; ++n) {
+            headers.push_back(flood_header(files_id, n));
+            buffers.push_back(asio::buffer(headers.back()));
+            buffers.push_back(asio::buffer(data));
+            buffers.push_back(asio::buffer(&terminator, 1));
+        }
+        const wire::sansio::document_sequence sequence{"documents", buffers};
+        co_await connections[static_cast<std::size_t>(i) % connections.size()]->run_command(
+            "bench", body.view(), std::span(&sequence, 1));
+    });
+    const auto elapsed = std::chrono::steady_clock::now() - started;
+    co_return result{requests * per_request, 0, std::chrono::duration<double>(elapsed).count()};
+}
+
+asio::awaitable<result> ceiling_download(wire::client client, arguments a) {
+    gridfs::bucket fs(client.database("bench"));
+    const bson::value id(std::string_view(a.scenario + "-0"));
+    std::int64_t length = 0;
+    std::int32_t chunk_size = 0;
+    {
+        auto probe = co_await fs.open_download_stream(id);
+        length = probe.size();
+        chunk_size = probe.chunk_size();
+    }
+    const std::int64_t chunks = (length + chunk_size - 1) / chunk_size;
+    const std::int64_t ranges = (chunks + flood_chunks_per_request - 1) / flood_chunks_per_request;
+    const std::int64_t per_pass = length;
+    const std::int64_t passes = std::max<std::int64_t>(1, (a.size + per_pass - 1) / per_pass);
+    auto connections = co_await open_connections(client);
+    std::int64_t total = 0;
+    const auto started = std::chrono::steady_clock::now();
+    co_await for_each_concurrently(
+        ranges * passes, flood_connections * flood_window, [&](std::int64_t i) -> asio::awaitable<void> {
+            const std::int64_t first = (i % ranges) * flood_chunks_per_request;
+            bson::builder b;
+            b.append("find", "fs.chunks");
+            b.append_document("filter", [&](bson::builder& f) {
+                f.append("files_id", id);
+                f.append_document("n", [&](bson::builder& n) {
+                    n.append("$gte", static_cast<std::int32_t>(first));
+                    n.append("$lt", static_cast<std::int32_t>(first + flood_chunks_per_request));
+                });
+            });
+            b.append("batchSize", static_cast<std::int32_t>(flood_chunks_per_request));
+            b.append("singleBatch", true);
+            const bson::document command = b.extract();
+            const wire::reply reply =
+                co_await connections[static_cast<std::size_t>(i) % connections.size()]->run_command("bench", command.view());
+            reply.body().at("cursor").as_document().at("firstBatch").as_array().for_each([&](const bson::element& e) {
+                total += static_cast<std::int64_t>(e.as_document().at("data").as_binary().bytes.size());
+            });
+        });
+    const auto elapsed = std::chrono::steady_clock::now() - started;
+    co_return result{total, 0, std::chrono::duration<double>(elapsed).count()};
+}
+
+std::string json_string(const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"' || c == '\\')
+            out.push_back('\\');
+        out.push_back(c);
+    }
+    return out + "\"";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc != 9) {
+        std::cerr << "usage: gridflow-bench URI OP SCENARIO SERVER DELAY_MS SIZE COUNT FILE\n"
+                     "  OP: upload | download | prepare | ceiling-upload | ceiling-download\n";
+        return 2;
+    }
+    arguments a{argv[1], argv[2], argv[3], argv[4], std::stod(argv[5]), std::stoll(argv[6]), std::stoll(argv[7]), argv[8]};
+    asio::io_context io(1);
+    int status = 1;
+    try {
+        wire::client client(io.get_executor(), a.uri);
+        auto body = [&]() -> asio::awaitable<result> {
+            if (a.op == "upload" || a.op == "prepare")
+                co_return co_await upload(client, a, a.op == "prepare");
+            if (a.op == "download")
+                co_return co_await download(client, a);
+            if (a.op == "ceiling-upload")
+                co_return co_await ceiling_upload(client, a);
+            if (a.op == "ceiling-download")
+                co_return co_await ceiling_download(client, a);
+            throw std::invalid_argument("unknown operation '" + a.op + "'");
+        };
+        asio::co_spawn(io, body(), [&](std::exception_ptr failure, result r) {
+            if (failure) {
+                try {
+                    std::rethrow_exception(failure);
+                } catch (const std::exception& e) {
+                    std::cerr << "gridflow-bench: " << e.what() << "\n";
+                }
+            } else {
+                if (a.op != "prepare") {
+                    const double mb_s = r.seconds > 0 ? static_cast<double>(r.bytes) / 1e6 / r.seconds : 0;
+                    const double files_s = r.seconds > 0 ? static_cast<double>(r.files) / r.seconds : 0;
+                    std::printf("{\"client\": \"gridflow\", \"server\": %s, \"scenario\": %s, \"op\": %s, \"bytes\": %lld, "
+                                "\"files\": %lld, \"delay_ms\": %g, \"seconds\": %.6f, \"mb_per_s\": %.3f, "
+                                "\"files_per_s\": %.3f}\n",
+                                json_string(a.server).c_str(), json_string(a.scenario).c_str(),
+                                json_string(a.op).c_str(), static_cast<long long>(r.bytes),
+                                static_cast<long long>(r.files), a.delay_ms, r.seconds, mb_s, files_s);
+                }
+                status = 0;
+            }
+            // Pooled and flood connections keep the io_context busy; closing the client and stopping ends run().
+            client.close();
+            io.stop();
+        });
+        io.run();
+    } catch (const std::exception& e) {
+        std::cerr << "gridflow-bench: " << e.what() << "\n";
+        return 1;
+    }
+    std::fflush(stdout);
+    return status;
+}
