@@ -265,19 +265,27 @@ asio::awaitable<std::shared_ptr<detail::download_state>> open_download(std::shar
                                                        std::move(id), std::move(doc), range);
 }
 
+// Whether an upload's id came from the caller, who may reuse one, or was generated here.
+enum class id_origin { caller, generated };
+
 asio::awaitable<std::shared_ptr<detail::upload_state>> open_upload(std::shared_ptr<bucket::state> s,
-                                                                   bson::value id, std::string filename,
+                                                                   bson::value id, id_origin origin,
+                                                                   std::string filename,
                                                                    upload_options options) {
     if (options.chunk_size_bytes && *options.chunk_size_bytes <= 0)
         throw error(errc::invalid_argument, "GridFS chunk size must be positive");
     co_await s->ensure_indexes();
-    wire::find_options find;
-    find.projection = index_keys("_id");
-    const bson::document filter = detail::id_filter("_id", id);
-    const auto existing = co_await s->files.find_one(filter.view(), std::move(find));
-    if (existing) {
-        throw error(errc::file_exists,
-                    "GridFS file " + id.to_json() + " already exists in bucket " + s->options.bucket_name);
+    // A fresh ObjectId cannot name an existing file, so only a caller's id costs the extra round trip (which
+    // is most of the time of a small upload on a distant server). The unique indexes still guard both cases.
+    if (origin == id_origin::caller) {
+        wire::find_options find;
+        find.projection = index_keys("_id");
+        const bson::document filter = detail::id_filter("_id", id);
+        const auto existing = co_await s->files.find_one(filter.view(), std::move(find));
+        if (existing) {
+            throw error(errc::file_exists,
+                        "GridFS file " + id.to_json() + " already exists in bucket " + s->options.bucket_name);
+        }
     }
     co_return co_await detail::upload_state::make(std::move(s), std::move(id), std::move(filename),
                                                   std::move(options));
@@ -290,9 +298,9 @@ using transfer_fn = std::function<asio::awaitable<void>(detail::upload_state&, b
 // open, transfer, close as one call. On failure every insert is settled before this returns (the transfer
 // may have lent the stream the caller's memory); a source failure deletes the chunks written (the spec's
 // abort), an interruption leaves that to the background cleanup.
-asio::awaitable<void> upload_whole(std::shared_ptr<bucket::state> b, bson::value id, std::string filename,
-                                   upload_options options, transfer_fn transfer) {
-    auto s = co_await open_upload(std::move(b), std::move(id), std::move(filename), std::move(options));
+asio::awaitable<void> upload_whole(std::shared_ptr<bucket::state> b, bson::value id, id_origin origin,
+                                   std::string filename, upload_options options, transfer_fn transfer) {
+    auto s = co_await open_upload(std::move(b), std::move(id), origin, std::move(filename), std::move(options));
     bool source_failed = false;
     std::exception_ptr failed;
     try {
@@ -394,35 +402,60 @@ wire::collection bucket::chunks_collection() const {
 
 asio::awaitable<upload_stream> bucket::open_upload_stream(std::string_view filename,
                                                           upload_options options) const {
-    co_return co_await open_upload_stream_with_id(bson::value(bson::new_oid()), filename, std::move(options));
+    co_return upload_stream(co_await state_->bounded(
+        open_upload(state_, bson::value(bson::new_oid()), id_origin::generated, std::string(filename),
+                    std::move(options)),
+        "GridFS upload open"));
 }
 
 asio::awaitable<upload_stream> bucket::open_upload_stream_with_id(bson::value id, std::string_view filename,
                                                                   upload_options options) const {
     co_return upload_stream(co_await state_->bounded(
-        open_upload(state_, std::move(id), std::string(filename), std::move(options)), "GridFS upload open"));
+        open_upload(state_, std::move(id), id_origin::caller, std::string(filename), std::move(options)),
+        "GridFS upload open"));
 }
+
+namespace {
+
+asio::awaitable<void> upload_buffer(const std::shared_ptr<bucket::state>& state, bson::value id, id_origin origin,
+                                    std::string_view filename, std::span<const std::uint8_t> data,
+                                    upload_options options) {
+    // No owner for the chunks: data is the caller's and outlives this call, which settles every insert
+    // before returning.
+    transfer_fn transfer = [data](detail::upload_state& s, bool&) { return s.upload_all(data); };
+    co_await state->bounded(upload_whole(state, std::move(id), origin, std::string(filename), std::move(options),
+                                         std::move(transfer)),
+                            "GridFS upload_from_buffer");
+}
+
+asio::awaitable<void> upload_file(const std::shared_ptr<bucket::state>& state, bson::value id, id_origin origin,
+                                  std::string_view filename, const std::filesystem::path& path,
+                                  upload_options options) {
+    transfer_fn transfer = [path](detail::upload_state& s, bool& source_failed) {
+        return upload_from_path(s, path, source_failed);
+    };
+    co_await state->bounded(upload_whole(state, std::move(id), origin, std::string(filename), std::move(options),
+                                         std::move(transfer)),
+                            "GridFS upload_from_file");
+}
+
+}  // namespace
 
 asio::awaitable<bson::value> bucket::upload_from_buffer(std::string_view filename,
                                                         std::span<const std::uint8_t> data,
                                                         upload_options options) const {
     bson::value id(bson::new_oid());
-    co_await upload_from_buffer_with_id(id, filename, data, std::move(options));
+    co_await upload_buffer(state_, id, id_origin::generated, filename, data, std::move(options));
     co_return id;
 }
 
 asio::awaitable<void> bucket::upload_from_buffer_with_id(bson::value id, std::string_view filename,
                                                          std::span<const std::uint8_t> data,
                                                          upload_options options) const {
-    // No owner for the chunks: data is the caller's and outlives this call, which settles every insert
-    // before returning.
-    transfer_fn transfer = [data](detail::upload_state& s, bool&) { return s.upload_all(data); };
-    co_await state_->bounded(
-        upload_whole(state_, std::move(id), std::string(filename), std::move(options), std::move(transfer)),
-        "GridFS upload_from_buffer");
+    co_await upload_buffer(state_, std::move(id), id_origin::caller, filename, data, std::move(options));
 }
 
-asio::awaitable<void> bucket::upload_from_source(bson::value id, std::string_view filename,
+asio::awaitable<void> bucket::upload_from_source(bson::value id, bool generated_id, std::string_view filename,
                                                  upload_options options, detail::byte_source source) const {
     transfer_fn transfer = [&source](detail::upload_state& s, bool& source_failed) -> asio::awaitable<void> {
         // The stream copies what it is given, so one read buffer of a staging buffer's size serves.
@@ -441,8 +474,9 @@ asio::awaitable<void> bucket::upload_from_source(bson::value id, std::string_vie
         }
         co_await s.close();
     };
+    const auto origin = generated_id ? id_origin::generated : id_origin::caller;
     co_await state_->bounded(
-        upload_whole(state_, std::move(id), std::string(filename), std::move(options), std::move(transfer)),
+        upload_whole(state_, std::move(id), origin, std::string(filename), std::move(options), std::move(transfer)),
         "GridFS upload_from_stream");
 }
 
@@ -450,19 +484,14 @@ asio::awaitable<bson::value> bucket::upload_from_file(std::string_view filename,
                                                       const std::filesystem::path& path,
                                                       upload_options options) const {
     bson::value id(bson::new_oid());
-    co_await upload_from_file_with_id(id, filename, path, std::move(options));
+    co_await upload_file(state_, id, id_origin::generated, filename, path, std::move(options));
     co_return id;
 }
 
 asio::awaitable<void> bucket::upload_from_file_with_id(bson::value id, std::string_view filename,
                                                        const std::filesystem::path& path,
                                                        upload_options options) const {
-    transfer_fn transfer = [path](detail::upload_state& s, bool& source_failed) {
-        return upload_from_path(s, path, source_failed);
-    };
-    co_await state_->bounded(
-        upload_whole(state_, std::move(id), std::string(filename), std::move(options), std::move(transfer)),
-        "GridFS upload_from_file");
+    co_await upload_file(state_, std::move(id), id_origin::caller, filename, path, std::move(options));
 }
 
 asio::awaitable<download_stream> bucket::open_download_stream(bson::value id, download_range range) const {

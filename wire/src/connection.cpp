@@ -1,5 +1,8 @@
 #include <gridflow/async/timeout.hpp>
 #include <gridflow/wire/connection.hpp>
+#include <gridflow/wire/detail/auth.hpp>
+#include <gridflow/wire/detail/connection_security.hpp>
+#include <gridflow/wire/detail/tls.hpp>
 #include <gridflow/wire/error.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -14,6 +17,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
@@ -22,6 +27,7 @@
 #include <cstring>
 #include <deque>
 #include <unordered_map>
+#include <variant>
 
 namespace gridflow::wire {
 
@@ -91,13 +97,83 @@ struct pending_request {
     asio::cancellation_slot slot;
 };
 
+// The byte stream under a connection: plain TCP, or TLS over TCP once use_tls() is called. The reader and the
+// writer drive either through the same calls, so pipelining, failure handling and cancellation are the same
+// for both. Like the socket it wraps, it allows one read and one write in flight at once, both on the
+// connection's strand (ssl::stream is full duplex under that condition).
+class transport {
+public:
+    using tls_stream = asio::ssl::stream<tcp::socket>;
+    using result = std::tuple<boost::system::error_code, std::size_t>;
+
+    explicit transport(const asio::any_io_executor& executor) : stream_(std::in_place_type<tcp::socket>, executor) {}
+
+    [[nodiscard]] tcp::socket& socket() noexcept {
+        if (auto* tls = std::get_if<tls_stream>(&stream_)) return tls->next_layer();
+        return std::get<tcp::socket>(stream_);
+    }
+
+    // Wraps the connected socket in TLS; `context` must outlive the transport (the connection holds it).
+    tls_stream& use_tls(asio::ssl::context& context) {
+        tcp::socket plain = std::move(std::get<tcp::socket>(stream_));
+        return stream_.emplace<tls_stream>(std::move(plain), context);
+    }
+
+    template <class MutableBuffer>
+    asio::awaitable<result> read(const MutableBuffer& buffer) {
+        return std::visit(
+            [&](auto& stream) { return asio::async_read(stream, buffer, asio::as_tuple(asio::use_awaitable)); },
+            stream_);
+    }
+
+    asio::awaitable<result> write(const std::vector<asio::const_buffer>& buffers) {
+        if (auto* tls = std::get_if<tls_stream>(&stream_)) return write_tls(*tls, buffers);
+        return asio::async_write(std::get<tcp::socket>(stream_), buffers, asio::as_tuple(asio::use_awaitable));
+    }
+
+private:
+    // ssl::stream encrypts one buffer of a sequence per write, and each write ends in a socket write, so a
+    // gathered message of many small pieces (headers, chunk prefixes) would cost a TLS record and a system call
+    // per piece. Small pieces are gathered into one bounded staging buffer first; large ones go out as they are
+    // (encryption copies them anyway).
+    asio::awaitable<result> write_tls(tls_stream& tls, const std::vector<asio::const_buffer>& buffers) {
+        constexpr std::size_t staging_limit = 64 * 1024;
+        std::size_t total = 0;
+        auto flush = [&]() -> asio::awaitable<boost::system::error_code> {
+            if (staging_.empty()) co_return boost::system::error_code{};
+            auto [ec, n] = co_await asio::async_write(tls, asio::buffer(staging_), asio::as_tuple(asio::use_awaitable));
+            total += n;
+            staging_.clear();
+            co_return ec;
+        };
+        for (const auto& b : buffers) {
+            if (b.size() >= staging_limit / 4) {
+                if (auto ec = co_await flush()) co_return result{ec, total};
+                auto [ec, n] = co_await asio::async_write(tls, b, asio::as_tuple(asio::use_awaitable));
+                total += n;
+                if (ec) co_return result{ec, total};
+                continue;
+            }
+            if (staging_.size() + b.size() > staging_limit) {
+                if (auto ec = co_await flush()) co_return result{ec, total};
+            }
+            const auto* bytes = static_cast<const std::uint8_t*>(b.data());
+            staging_.insert(staging_.end(), bytes, bytes + b.size());
+        }
+        co_return result{co_await flush(), total};
+    }
+
+    std::variant<tcp::socket, tls_stream> stream_;
+    std::vector<std::uint8_t> staging_;  // TLS only; used by the one writer
+};
+
 }  // namespace
 
 class connection_impl : public std::enable_shared_from_this<connection_impl> {
 public:
     connection_impl(asio::any_io_executor executor, host_port address, connection_options options)
         : strand_(asio::make_strand(executor)),
-          socket_(strand_),
+          transport_(strand_),
           writer_wakeup_(strand_),
           address_(std::move(address)),
           options_(std::move(options)) {}
@@ -108,11 +184,25 @@ public:
             address_.host, std::to_string(address_.port), asio::as_tuple(asio::use_awaitable));
         if (resolve_ec) throw_error(resolve_ec, "cannot resolve " + address_.to_string());
         auto [connect_ec, endpoint] =
-            co_await asio::async_connect(socket_, endpoints, asio::as_tuple(asio::use_awaitable));
+            co_await asio::async_connect(transport_.socket(), endpoints, asio::as_tuple(asio::use_awaitable));
         if (connect_ec) throw_error(connect_ec, "cannot connect to " + address_.to_string());
-        socket_.set_option(tcp::no_delay(true));
+        transport_.socket().set_option(tcp::no_delay(true));
+        if (options_.tls) co_await tls_handshake();
         asio::co_spawn(strand_, reader_loop(shared_from_this()), asio::detached);
         asio::co_spawn(strand_, writer_loop(shared_from_this()), asio::detached);
+    }
+
+    // Before the reader and writer start, so the handshake has the stream to itself.
+    asio::awaitable<void> tls_handshake() {
+        tls_context_ = options_.security->tls_context(*options_.tls);
+        auto& tls = transport_.use_tls(*tls_context_);
+        prepare_tls_connection(tls.native_handle(), address_.host, *options_.tls);
+        auto [ec] = co_await tls.async_handshake(asio::ssl::stream_base::client, asio::as_tuple(asio::use_awaitable));
+        if (ec == asio::error::operation_aborted) throw error(errc::cancelled, "TLS handshake cancelled");
+        if (ec) {
+            throw error(errc::connect_failed, "TLS handshake with " + address_.to_string() +
+                                                  " failed: " + describe_tls_failure(tls.native_handle(), ec));
+        }
     }
 
     void set_description(sansio::server_description d) {
@@ -211,8 +301,9 @@ private:
         failure_ = why;
         broken_.store(true, std::memory_order_release);
         boost::system::error_code ignored;
-        socket_.shutdown(tcp::socket::shutdown_both, ignored);
-        socket_.close(ignored);
+        // No TLS close_notify: the socket closes under any read or write in flight, which then fail.
+        transport_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        transport_.socket().close(ignored);
         writer_wakeup_.cancel();
         for (auto& request : write_queue_) complete(request, why);
         outstanding_.fetch_sub(write_queue_.size(), std::memory_order_relaxed);
@@ -229,9 +320,14 @@ private:
     }
 
     std::exception_ptr network_failure(const boost::system::error_code& ec, const char* doing) const {
-        const errc code = ec == asio::error::operation_aborted ? errc::connection_closed : to_client_errc(ec);
+        // A TLS peer that closes without close_notify is a closed connection like a TCP end-of-stream.
+        const errc code = ec == asio::error::operation_aborted || ec == asio::ssl::error::stream_truncated
+                              ? errc::connection_closed
+                              : to_client_errc(ec);
+        // OpenSSL's words say what the TLS layer saw, e.g. "tlsv13 alert certificate required".
+        const char* layer = ec.category() == asio::error::get_ssl_category() ? " (TLS)" : "";
         return std::make_exception_ptr(
-            error(code, std::string(doing) + " " + address_.to_string() + ": " + ec.message()));
+            error(code, std::string(doing) + " " + address_.to_string() + layer + ": " + ec.message()));
     }
 
     std::exception_ptr protocol_failure(std::error_code ec) const {
@@ -260,7 +356,7 @@ private:
                 const auto& b = request->message.buffers();
                 buffers.insert(buffers.end(), b.begin(), b.end());
             }
-            auto [ec, written] = co_await asio::async_write(self->socket_, buffers, asio::as_tuple(asio::use_awaitable));
+            auto [ec, written] = co_await self->transport_.write(buffers);
             (void)written;
             if (ec && !self->failure_) self->fail_all(self->network_failure(ec, "cannot write to"));
             for (const auto& request : batch) self->finish_write(request);
@@ -286,8 +382,7 @@ private:
     static asio::awaitable<void> reader_loop(std::shared_ptr<connection_impl> self) {
         std::array<std::uint8_t, sansio::header_size> header_bytes{};
         while (!self->failure_) {
-            auto [ec, n] = co_await asio::async_read(self->socket_, asio::buffer(header_bytes),
-                                                     asio::as_tuple(asio::use_awaitable));
+            auto [ec, n] = co_await self->transport_.read(asio::buffer(header_bytes));
             (void)n;
             if (ec) {
                 self->fail_all(self->network_failure(ec, "cannot read from"));
@@ -301,9 +396,8 @@ private:
             }
             std::vector<std::uint8_t> bytes(static_cast<std::size_t>(header.message_length));
             std::memcpy(bytes.data(), header_bytes.data(), header_bytes.size());
-            auto [body_ec, body_n] = co_await asio::async_read(
-                self->socket_, asio::buffer(bytes.data() + sansio::header_size, bytes.size() - sansio::header_size),
-                asio::as_tuple(asio::use_awaitable));
+            auto [body_ec, body_n] = co_await self->transport_.read(
+                asio::buffer(bytes.data() + sansio::header_size, bytes.size() - sansio::header_size));
             (void)body_n;
             if (body_ec) {
                 self->fail_all(self->network_failure(body_ec, "cannot read from"));
@@ -332,7 +426,9 @@ private:
     }
 
     asio::strand<asio::any_io_executor> strand_;
-    tcp::socket socket_;
+    // Shared by the pool's connections; declared before transport_, whose TLS stream refers to it.
+    std::shared_ptr<asio::ssl::context> tls_context_;
+    transport transport_;
     // Wakes the writer when requests are queued; a timer used as a condition variable, touched only on the
     // strand.
     asio::steady_timer writer_wakeup_;
@@ -376,24 +472,38 @@ void connection::close() noexcept {
 
 asio::awaitable<connection> connection::open(asio::any_io_executor executor, host_port address,
                                              connection_options options) {
+    detail::check_security_options(options);
+    if (!options.security) options.security = std::make_shared<detail::connection_security>();
     auto impl = std::make_shared<detail::connection_impl>(executor, std::move(address), std::move(options));
     connection conn(impl);
     const auto deadline = async::clock::now() + impl->options().connect_timeout;
     const std::string where = impl->address().to_string();
     co_await async::with_timeout(impl->connect(), impl->options().connect_timeout, "connecting to " + where);
 
+    // Everything up to the end of authentication shares the one connect deadline.
+    auto exchange = [&](bson::view command, std::string what) -> asio::awaitable<reply> {
+        const auto remaining = std::max(deadline - async::clock::now(), async::clock::duration::zero());
+        return async::with_timeout(
+            impl->async_exchange(sansio::encode_op_msg(detail::next_request_id(), command), asio::use_awaitable),
+            remaining, std::move(what));
+    };
+
+    std::unique_ptr<detail::auth_conversation> auth;
+    if (impl->options().credentials) {
+        auth = std::make_unique<detail::auth_conversation>(*impl->options().credentials,
+                                                           &impl->options().security->scram_keys());
+    }
     sansio::hello_options hello;
     hello.app_name = impl->options().app_name;
+    if (auth) auth->prepare_hello(hello);
     const bson::document command = sansio::make_hello_command(hello);
-    const auto remaining = std::max(deadline - async::clock::now(), async::clock::duration::zero());
     reply r;
     try {
-        r = co_await async::with_timeout(
-            impl->async_exchange(sansio::encode_op_msg(detail::next_request_id(), command.view()),
-                                 asio::use_awaitable),
-            remaining, "handshake with " + where);
+        r = co_await exchange(command.view(), "handshake with " + where);
     } catch (const error& e) {
-        if (e.code() == errc::connection_closed) {
+        // Over TLS a close during hello is the TLS layer's doing (say a refused client certificate), not an
+        // old server's.
+        if (e.code() == errc::connection_closed && !impl->options().tls) {
             throw error(errc::connection_closed,
                         std::string(e.what()) +
                             " (during the handshake; servers older than MongoDB 3.6 close OP_MSG connections)");
@@ -402,6 +512,23 @@ asio::awaitable<connection> connection::open(asio::any_io_executor executor, hos
     }
     sansio::check_command_reply(r.body());
     impl->set_description(sansio::parse_hello_reply(r.body()));
+
+    if (auth) {
+        std::optional<bson::document> step = auth->after_hello(r.body());
+        while (step) {
+            reply answer;
+            try {
+                answer = co_await exchange(step->view(), "authentication with " + where);
+                sansio::check_command_reply(answer.body());
+            } catch (const error& e) {
+                // The server's refusal ("Authentication failed.", code 18) becomes an auth error that says who
+                // and how; network failures and timeouts stay what they are.
+                if (e.kind() == error_kind::server) throw auth->failure(e);
+                throw;
+            }
+            step = auth->next(answer.body());
+        }
+    }
     co_return conn;
 }
 

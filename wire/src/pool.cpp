@@ -1,4 +1,5 @@
 #include <gridflow/async/timeout.hpp>
+#include <gridflow/wire/detail/connection_security.hpp>
 #include <gridflow/wire/error.hpp>
 #include <gridflow/wire/pool.hpp>
 
@@ -63,7 +64,12 @@ void complete(const std::shared_ptr<waiter>& w, std::exception_ptr failure, hand
 class pool_state : public std::enable_shared_from_this<pool_state> {
 public:
     pool_state(asio::any_io_executor executor, host_port address, pool_options options)
-        : executor_(std::move(executor)), address_(std::move(address)), options_(std::move(options)) {}
+        : executor_(std::move(executor)), address_(std::move(address)), options_(std::move(options)) {
+        // One TLS context and one SCRAM key cache for every connection of the pool.
+        if (!options_.connection.security) {
+            options_.connection.security = std::make_shared<connection_security>();
+        }
+    }
 
     // Queues the caller until a connection is handed over or room appears.
     template <class Token>

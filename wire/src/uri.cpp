@@ -1007,6 +1007,19 @@ std::string_view to_string(server_monitoring_mode mode) noexcept {
     return "auto";
 }
 
+std::string redact_uri(std::string_view connection_string) {
+    std::string shown = redact(connection_string);
+    if (!shown.empty()) return shown;
+    // Only a known scheme is shown: anything else before "://" could be part of the user information.
+    std::string_view scheme;
+    if (connection_string.starts_with(srv_scheme)) {
+        scheme = srv_scheme;
+    } else if (connection_string.starts_with(mongodb_scheme)) {
+        scheme = mongodb_scheme;
+    }
+    return std::string(scheme) + "<hidden: malformed connection string>";
+}
+
 uri uri::parse(std::string_view text) {
     const failure_reporter report(redact(text));
     if (text.empty())

@@ -58,6 +58,8 @@ bson::document make_hello_command(const hello_options& options) {
         client.append("platform", "C++20, Boost.Asio " + std::to_string(BOOST_VERSION / 100000) + "." +
                                       std::to_string(BOOST_VERSION / 100 % 1000));
     });
+    if (options.sasl_supported_mechs) b.append("saslSupportedMechs", *options.sasl_supported_mechs);
+    if (options.speculative_authenticate) b.append("speculativeAuthenticate", *options.speculative_authenticate);
     b.append("$db", "admin");
     return b.extract();
 }

@@ -351,8 +351,10 @@ void scram_conversation::verify_server_final(std::string_view server_final) {
     step_ = step::done;
 }
 
-bson::document make_sasl_start_command(scram_mechanism mechanism, std::string_view payload,
-                                       std::string_view database) {
+namespace {
+
+bson::document sasl_start(scram_mechanism mechanism, std::string_view payload, std::string_view database_key,
+                          std::string_view database) {
     bson::builder b;
     b.append("saslStart", std::int32_t{1});
     b.append("mechanism", mechanism_name(mechanism));
@@ -360,8 +362,20 @@ bson::document make_sasl_start_command(scram_mechanism mechanism, std::string_vi
     b.append("autoAuthorize", std::int32_t{1});
     // Lets the server finish with done: true on the reply to the client-final-message, saving a round trip.
     b.append_document("options", [](bson::builder& o) { o.append("skipEmptyExchange", true); });
-    b.append("$db", database);
+    b.append(database_key, database);
     return b.extract();
+}
+
+}  // namespace
+
+bson::document make_sasl_start_command(scram_mechanism mechanism, std::string_view payload,
+                                       std::string_view database) {
+    return sasl_start(mechanism, payload, "$db", database);
+}
+
+bson::document make_speculative_sasl_start(scram_mechanism mechanism, std::string_view payload,
+                                           std::string_view database) {
+    return sasl_start(mechanism, payload, "db", database);
 }
 
 bson::document make_sasl_continue_command(std::int32_t conversation_id, std::string_view payload,

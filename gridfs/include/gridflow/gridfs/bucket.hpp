@@ -100,8 +100,9 @@ public:
     // the files collection empty, list both collections' indexes, comparing key values numerically, and
     // create the missing ones; a failure to create them fails the upload).
     //
-    // Duplicate ids: checked here, at open, with a find_one on the files collection (errc::file_exists), so a
-    // caller learns of the conflict before sending any bytes. An upload racing another with the same id is
+    // Duplicate ids (the _with_id forms; a fresh ObjectId needs no check): checked here, at open, with a
+    // find_one on the files collection (errc::file_exists), so a caller learns of the conflict before sending
+    // any bytes. An upload racing another with the same id is
     // caught later: the unique {files_id, n} chunks index or the files collection's _id index refuses the
     // second writer's insert, which write()/close() report as errc::file_exists. When it is the files
     // document that collides, close() deletes the chunks the upload wrote (the unique chunks index guarantees
@@ -132,14 +133,14 @@ public:
     boost::asio::awaitable<bson::value> upload_from_stream(std::string_view filename, AsyncReadStream& source,
                                                            upload_options options = {}) const {
         bson::value id(bson::new_oid());
-        co_await upload_from_source(id, filename, std::move(options), stream_source(source));
+        co_await upload_from_source(id, true, filename, std::move(options), stream_source(source));
         co_return id;
     }
     template <class AsyncReadStream>
     boost::asio::awaitable<void> upload_from_stream_with_id(bson::value id, std::string_view filename,
                                                             AsyncReadStream& source,
                                                             upload_options options = {}) const {
-        co_await upload_from_source(std::move(id), filename, std::move(options), stream_source(source));
+        co_await upload_from_source(std::move(id), false, filename, std::move(options), stream_source(source));
     }
 
     // Uploads a local file, read in large sequential reads of batch_bytes. errc::invalid_argument when the
@@ -232,7 +233,8 @@ private:
     }
 
     // The bodies of the templates and file forms, each bounded as a whole by options().timeout.
-    boost::asio::awaitable<void> upload_from_source(bson::value id, std::string_view filename,
+    // generated_id: the id is a fresh ObjectId, so the check for an existing file is skipped.
+    boost::asio::awaitable<void> upload_from_source(bson::value id, bool generated_id, std::string_view filename,
                                                     upload_options options, detail::byte_source source) const;
     boost::asio::awaitable<std::int64_t> download_to_sink(bson::value id, download_range range,
                                                           detail::byte_sink sink) const;

@@ -251,6 +251,19 @@ BOOST_AUTO_TEST_CASE(key_cache_is_shared_across_threads) {
     BOOST_TEST(cache.size() == 1u);
 }
 
+// hello's speculativeAuthenticate carries the same saslStart with "db" in place of "$db".
+BOOST_AUTO_TEST_CASE(speculative_sasl_start_shape) {
+    const auto cmd = make_speculative_sasl_start(scram_mechanism::sha1, "n,,n=user,r=abc", "admin");
+    const auto keys =
+        std::vector<std::string>{"saslStart", "mechanism", "payload", "autoAuthorize", "options", "db"};
+    std::vector<std::string> seen;
+    cmd.view().for_each([&seen](const bson::element& e) { seen.emplace_back(e.key()); });
+    BOOST_TEST(seen == keys, boost::test_tools::per_element());
+    BOOST_TEST(cmd.at("mechanism").as_string() == "SCRAM-SHA-1");
+    BOOST_TEST(cmd.at("db").as_string() == "admin");
+    BOOST_TEST(cmd.at("options").as_document().at("skipEmptyExchange").as_bool());
+}
+
 BOOST_AUTO_TEST_CASE(sasl_start_command_shape) {
     const auto cmd = make_sasl_start_command(scram_mechanism::sha256, "n,,n=user,r=abc", "admin");
     BOOST_TEST(cmd.view().bytes().size() > 0u);

@@ -46,7 +46,10 @@ struct client_options {
 class client {
 public:
     // Parses the connection string (throws gridflow::error errc::invalid_uri, or errc::not_supported for
-    // mongodb+srv:// and unix domain sockets). No I/O happens here.
+    // mongodb+srv://, unix domain sockets and authentication mechanisms other than SCRAM-SHA-256, SCRAM-SHA-1
+    // and MONGODB-X509). TLS and credentials in the URI go to options().pool.connection. No I/O happens here:
+    // TLS files are read and credentials checked by the first connection. Messages show the URI only through
+    // redact_uri.
     client(boost::asio::any_io_executor executor, std::string_view connection_string);
     client(boost::asio::any_io_executor executor, client_options options);
 

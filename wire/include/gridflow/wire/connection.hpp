@@ -11,11 +11,16 @@
 // Failure: a network error, a protocol violation in any reply, or a socket timeout marks the connection broken,
 // closes the socket and fails every request pending on it with that error. Later requests fail at once with
 // errc::connection_broken. A server error (ok: 0) fails only its own request.
+//
+// Security: with connection_options::tls the socket speaks TLS (the same reader, writer and pipelining run over
+// the encrypted stream); with connection_options::credentials each new connection authenticates right after
+// hello, before open() returns it, so every request on an open connection runs as that user.
 #pragma once
 
 #include <gridflow/wire/bson.hpp>
 #include <gridflow/wire/sansio/handshake.hpp>
 #include <gridflow/wire/sansio/op_msg.hpp>
+#include <gridflow/wire/uri.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -33,12 +38,29 @@ namespace gridflow::wire {
 
 namespace detail {
 class connection_impl;
+class connection_security;
 }
 
 struct host_port {
     std::string host;
     std::uint16_t port = 27017;
     [[nodiscard]] std::string to_string() const;
+};
+
+// TLS settings: the URI's tls* options. Certificates and keys are PEM files.
+struct tls_options {
+    // The CAs to trust instead of the system's store (tlsCAFile).
+    std::optional<std::string> ca_file;
+    // The client certificate (chain) followed by its private key (tlsCertificateKeyFile), for servers that
+    // require one and for MONGODB-X509.
+    std::optional<std::string> certificate_key_file;
+    // Decrypts an encrypted private key in certificate_key_file (tlsCertificateKeyFilePassword). A secret.
+    std::optional<std::string> certificate_key_file_password;
+    // Accept any server certificate (tlsAllowInvalidCertificates, tlsInsecure): the traffic is encrypted but
+    // the server is not authenticated, so its name is not checked either.
+    bool allow_invalid_certificates = false;
+    // Accept a valid certificate issued to another host name (tlsAllowInvalidHostnames, tlsInsecure).
+    bool allow_invalid_hostnames = false;
 };
 
 struct connection_options {
@@ -48,6 +70,15 @@ struct connection_options {
     // state is unknown) and fails every request on it. Empty: no limit, as in the URI spec's default of 0.
     std::optional<std::chrono::milliseconds> socket_timeout;
     std::optional<std::string> app_name;
+    // TLS 1.2 or newer with these settings when set; plain TCP otherwise.
+    std::optional<tls_options> tls;
+    // Authenticate every new connection as this user when set (SCRAM-SHA-256, SCRAM-SHA-1 or MONGODB-X509;
+    // with no mechanism named, the server's saslSupportedMechs chooses between the SCRAM ones).
+    std::optional<wire::credential> credentials;
+    // What the copies of these options share: the OpenSSL context (built from `tls` on first use, so CA and
+    // certificate files are read once) and the cache of SCRAM salted passwords (so a pool does not repeat
+    // PBKDF2 per connection). open() makes one when it is empty; a pool makes one for all its connections.
+    std::shared_ptr<detail::connection_security> security;
 };
 
 // A reply: owns the received bytes; every view it hands out lives as long as the reply.
@@ -71,11 +102,16 @@ private:
 
 class connection {
 public:
-    // Resolves, connects (TCP_NODELAY) and runs the hello handshake, all within options.connect_timeout.
+    // Resolves, connects (TCP_NODELAY), runs the TLS handshake when options.tls is set, then the hello
+    // handshake and authentication when options.credentials is set, all within options.connect_timeout.
     //
     // Throws gridflow::error: connect_failed (every address refused or unreachable, naming host:port and the
-    // OS's reason), timeout, wire_version_too_old, a protocol error for a malformed hello reply, or a server
-    // error. Cancellation: the attempt stops and the socket is closed; the caller sees errc::cancelled.
+    // OS's reason; or the TLS handshake failed, with OpenSSL's reason and the certificate check that failed),
+    // invalid_argument (a CA or certificate file that cannot be loaded), auth_failed (naming the user, the
+    // mechanism and the server's reason, never the password), not_supported (an authentication mechanism
+    // gridflow does not implement), timeout, wire_version_too_old, a protocol error for a malformed hello
+    // reply, or a server error. Cancellation: the attempt stops and the socket is closed; the caller sees
+    // errc::cancelled.
     static boost::asio::awaitable<connection> open(boost::asio::any_io_executor executor, host_port address,
                                                    connection_options options);
 

@@ -149,6 +149,12 @@ struct credential {
     key_value_map mechanism_properties;
 };
 
+// The connection string with its password and the values of secret options (proxyPassword,
+// tlsCertificateKeyFilePassword) replaced by ***, for logs, messages and output. Works on any text, parsable
+// or not: when it cannot tell where a password would end it shows nothing of the string but its scheme
+// ("mongodb://<hidden: malformed connection string>"), so a typo never leaks a password.
+[[nodiscard]] std::string redact_uri(std::string_view connection_string);
+
 class uri {
 public:
     // Throws gridflow::error (errc::invalid_uri) naming the problem.

@@ -33,10 +33,17 @@ struct server_description {
 
 struct hello_options {
     std::optional<std::string> app_name;
+    // "<authSource>.<username>": asks the server which SCRAM mechanisms that user has (Authentication spec,
+    // mechanism negotiation). Sent only when the credential names no mechanism.
+    std::optional<std::string> sasl_supported_mechs;
+    // The first command of the authentication conversation, with "db" in place of "$db", so the server can
+    // answer it in the hello reply and save a round trip (Authentication spec, speculative authentication).
+    std::optional<bson::document> speculative_authenticate;
 };
 
-// {hello: 1, helloOk: true, client: {...}, $db: "admin"}. The client document carries driver name and
-// version, OS and platform, and the application name when set (the handshake spec's client metadata).
+// {hello: 1, helloOk: true, client: {...}, saslSupportedMechs?, speculativeAuthenticate?, $db: "admin"}. The
+// client document carries driver name and version, OS and platform, and the application name when set (the
+// handshake spec's client metadata).
 [[nodiscard]] bson::document make_hello_command(const hello_options& options);
 
 // Reads a hello reply that already passed check_command_reply. Throws gridflow::error: errc::bad_reply when a

@@ -116,6 +116,9 @@ private:
 //  options: {skipEmptyExchange: true}, $db: database}
 [[nodiscard]] bson::document make_sasl_start_command(scram_mechanism mechanism, std::string_view payload,
                                                      std::string_view database);
+// The same saslStart as hello's speculativeAuthenticate carries it: "db" in place of "$db".
+[[nodiscard]] bson::document make_speculative_sasl_start(scram_mechanism mechanism, std::string_view payload,
+                                                         std::string_view database);
 // {saslContinue: 1, conversationId, payload: BinData(0, payload), $db: database}
 [[nodiscard]] bson::document make_sasl_continue_command(std::int32_t conversation_id,
                                                         std::string_view payload, std::string_view database);
