@@ -317,6 +317,9 @@ asio::awaitable<void> upload_whole(std::shared_ptr<bucket::state> b, bson::value
         co_await s->drain();
     } catch (...) {
     }
+    // Nothing is in flight any more; the deletes below lease from the pool, which may have no other
+    // connection to give.
+    s->leases.clear();
     if (s->interrupted) {
         s->start_cleanup();
     } else if (source_failed && !s->id_taken) {

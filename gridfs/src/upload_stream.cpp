@@ -201,14 +201,19 @@ asio::awaitable<void> upload_state::finish() {
     parent->append_write_concern(command);
     std::exception_ptr failed;
     files_insert_sent = upload_date;
+    // The files document goes over a connection this stream already holds: asking the pool for another
+    // while holding these would wait forever on a pool of maxPoolSize connections all leased by streams.
+    if (leases.size() > 1)
+        leases.erase(leases.begin() + 1, leases.end());
     try {
-        co_await parent->db.run_command(command.view());
+        co_await leases.front()->run_command(parent->db.name(), command.view());
     } catch (const error& e) {
         failed = translate(e, id);
     }
     if (failed) {
         files_insert_sent.reset();
         failure = failed;
+        leases.clear();  // before the pool is asked for a connection to delete with
         // A duplicate _id: another file took this id after open() checked. Our chunks were all inserted, and
         // the unique {files_id, n} index means the other file then has no chunk below our count, i.e. none at
         // all (chunks start at n = 0). So every chunk under this id is ours, unless we wrote none.

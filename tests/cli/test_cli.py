@@ -638,6 +638,92 @@ class CliTest(unittest.TestCase):
         self.assertEqual(self.ok("cat", "seven.bin").stdout, b"7" * 7)
         self.assertIn("0 corrupt", self.ok("fsck").out)
 
+    def test_authentication_flags_never_print_the_password(self):
+        secret = "Pa55-w0rd%secret"
+        self.write("a.txt", b"a")
+        # The dev server has no users: whatever it answers, the run fails and names the user, never the password.
+        result = self.run_cli("put", "a.txt", "--username", "alice", "--password", secret,
+                              "--authenticationDatabase", "admin", "--authenticationMechanism", "SCRAM-SHA-256")
+        if result.returncode == 0:
+            self.skipTest("the server accepted alice without such a user (MONGODB_URI has no auth?)")
+        self.assertEqual(result.returncode, 1, result.err)
+        self.assertIn("alice", result.err)
+        self.assertNotIn(secret, result.err + result.out)
+        self.assertNotIn("Pa55", result.err + result.out)
+        # A password in --uri is masked in every message too.
+        host_port = URI.split("://", 1)[1].split("/", 1)[0]
+        result = self.fails(1, "list", "--uri", "mongodb://alice:%s@%s/" % ("Pa55w0rdInUri", host_port), "-v")
+        self.assertNotIn("Pa55w0rdInUri", result.err + result.out)
+        self.fails(2, "list", "--password", secret)
+        self.fails(2, "list", "--username", "alice")
+        self.fails(2, "list", "--username", "alice", "--password", "x", "--authenticationMechanism", "PLAIN2")
+
+    def test_tls_flags_through_stunnel(self):
+        stunnel = next((p for p in ("/usr/bin/stunnel4", "/usr/bin/stunnel") if os.access(p, os.X_OK)), None)
+        if stunnel is None:
+            self.fail("stunnel4 is missing: tools/bootstrap installs it")
+        backend = URI.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+        if "@" in backend or "tls=true" in URI or "ssl=true" in URI:
+            self.skipTest("MONGODB_URI needs TLS or authentication itself; stunnel's plain connection cannot work")
+        tls = os.path.join(self.dir, "tls")
+        os.mkdir(tls)
+
+        def sh(command):
+            subprocess.run(command, shell=True, cwd=tls, check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+
+        ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1"
+        sh("openssl req -x509 %s -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=cli-test-ca" % ec)
+        sh("openssl req -x509 %s -nodes -keyout other.key -out other.pem -days 2 -subj /CN=other-ca" % ec)
+        with open(os.path.join(tls, "server.ext"), "w") as ext:
+            ext.write("subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n")
+        sh("openssl req -new %s -nodes -keyout server.key -out server.csr -subj /CN=localhost" % ec)
+        sh("openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+           "-extfile server.ext -out server.pem")
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        with open(os.path.join(tls, "stunnel.conf"), "w") as conf:
+            conf.write("foreground = yes\npid =\n[mongo]\naccept = 127.0.0.1:%d\nconnect = %s\n"
+                       "cert = %s/server.pem\nkey = %s/server.key\n" % (port, backend, tls, tls))
+        proc = subprocess.Popen([stunnel, os.path.join(tls, "stunnel.conf")], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 15
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.time() > deadline:
+                        self.fail("stunnel did not start")
+                    time.sleep(0.05)
+            data = os.urandom(700_001)
+            self.write("secure.bin", data)
+            flags = ["--host", "localhost", "--port", str(port), "--ssl", "--sslCAFile", os.path.join(tls, "ca.pem")]
+            env = {"MONGODB_URI": ""}
+            self.ok("put", "secure.bin", *flags, env=env)
+            self.assertEqual(self.ok("list", *flags, env=env).out, "secure.bin\t700001\n")
+            self.ok("get", "secure.bin", "-l", "back.bin", *flags, env=env)
+            self.assertEqual(sha256_file(os.path.join(self.dir, "back.bin")), sha256(data))
+            # The same through --uri options.
+            uri = "mongodb://localhost:%d/?tls=true&tlsCAFile=%s" % (port, os.path.join(tls, "ca.pem"))
+            self.assertEqual(self.ok("list", "--uri", uri, env=env).out, "secure.bin\t700001\n")
+            # An unknown CA, and a host name the certificate does not name (unless allowed).
+            other = ["--host", "localhost", "--port", str(port), "--ssl", "--sslCAFile",
+                     os.path.join(tls, "other.pem")]
+            self.assertIn("certificate verify failed", self.fails(1, "list", *other, env=env).err)
+            by_ip = ["--host", "127.0.0.1", "--port", str(port), "--ssl", "--sslCAFile", os.path.join(tls, "ca.pem")]
+            self.assertIn("mismatch", self.fails(1, "list", *by_ip, env=env).err)
+            self.assertEqual(self.ok("list", *by_ip, "--sslAllowInvalidHostnames", env=env).out,
+                             "secure.bin\t700001\n")
+            self.assertEqual(self.ok("list", *other, "--sslAllowInvalidCertificates",
+                                     "--sslAllowInvalidHostnames", env=env).out, "secure.bin\t700001\n")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
 
 if __name__ == "__main__":
     if not CLI or not os.access(CLI, os.X_OK):

@@ -53,6 +53,61 @@ std::string with_option(std::string uri, std::string_view key, std::string_view 
     return uri;
 }
 
+// RFC 3986 percent-encoding of everything but the unreserved characters, for user names, passwords and option
+// values placed into a connection string.
+std::string percent_encoded(std::string_view text) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (const char c : text) {
+        const auto u = static_cast<unsigned char>(c);
+        if (std::isalnum(u) || c == '-' || c == '.' || c == '_' || c == '~') {
+            out += c;
+        } else {
+            out += '%';
+            out += hex[u >> 4];
+            out += hex[u & 0x0f];
+        }
+    }
+    return out;
+}
+
+// mongofiles' --ssl* and authentication flags as the URI options of the same meaning, so the URI parser's
+// checks (conflicting TLS options, unknown mechanisms) apply to them too.
+std::string with_security_flags(std::string uri, const settings& s) {
+    if (s.password && !s.username)
+        throw usage_error("--password needs --username");
+    if (s.username) {
+        if (!s.password)
+            throw usage_error("--username needs --password (gridflow does not prompt)");
+        const auto authority = uri.find("://");
+        if (authority == std::string::npos)
+            throw usage_error("bad URI: no scheme");
+        const auto hosts_end = uri.find_first_of("/?", authority + 3);
+        if (uri.substr(authority + 3, hosts_end - (authority + 3)).find('@') != std::string::npos)
+            throw usage_error("--username given, but the URI already names a user");
+        uri.insert(authority + 3, percent_encoded(*s.username) + ":" + percent_encoded(*s.password) + "@");
+    }
+    if (s.ssl)
+        uri = with_option(std::move(uri), "tls", "true");
+    if (s.ssl_ca_file)
+        uri = with_option(std::move(uri), "tlsCAFile", percent_encoded(*s.ssl_ca_file));
+    if (s.ssl_pem_key_file)
+        uri = with_option(std::move(uri), "tlsCertificateKeyFile", percent_encoded(*s.ssl_pem_key_file));
+    if (s.ssl_pem_key_password) {
+        uri = with_option(std::move(uri), "tlsCertificateKeyFilePassword",
+                          percent_encoded(*s.ssl_pem_key_password));
+    }
+    if (s.ssl_allow_invalid_certificates)
+        uri = with_option(std::move(uri), "tlsAllowInvalidCertificates", "true");
+    if (s.ssl_allow_invalid_hostnames)
+        uri = with_option(std::move(uri), "tlsAllowInvalidHostnames", "true");
+    if (s.authentication_database)
+        uri = with_option(std::move(uri), "authSource", percent_encoded(*s.authentication_database));
+    if (s.authentication_mechanism)
+        uri = with_option(std::move(uri), "authMechanism", percent_encoded(*s.authentication_mechanism));
+    return uri;
+}
+
 // The hex digits of the shell's ObjectId("...") form, which mongofiles also takes.
 std::optional<std::string_view> shell_object_id(std::string_view text) {
     constexpr std::string_view open = "ObjectId(\"";
@@ -78,6 +133,7 @@ server_target resolve_target(const settings& s, std::string_view environment_uri
         text = environment_uri;
     else
         text = "mongodb://localhost:27017/";
+    text = with_security_flags(std::move(text), s);
 
     std::optional<wire::uri> parsed;
     try {

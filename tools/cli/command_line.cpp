@@ -28,9 +28,17 @@ enum option_code : int {
     opt_chunk_size,
     opt_help,
     opt_version,
+    opt_ssl,
+    opt_ssl_ca_file,
+    opt_ssl_pem_key_file,
+    opt_ssl_pem_key_password,
+    opt_ssl_allow_invalid_certificates,
+    opt_ssl_allow_invalid_hostnames,
+    opt_authentication_database,
+    opt_authentication_mechanism,
 };
 
-const std::array<option, 22> long_options{{
+const std::array<option, 32> long_options{{
     {"uri", required_argument, nullptr, opt_uri},
     {"host", required_argument, nullptr, 'h'},
     {"port", required_argument, nullptr, opt_port},
@@ -51,6 +59,16 @@ const std::array<option, 22> long_options{{
     {"jobs", required_argument, nullptr, 'j'},
     {"window", required_argument, nullptr, opt_window},
     {"chunk-size", required_argument, nullptr, opt_chunk_size},
+    {"ssl", no_argument, nullptr, opt_ssl},
+    {"sslCAFile", required_argument, nullptr, opt_ssl_ca_file},
+    {"sslPEMKeyFile", required_argument, nullptr, opt_ssl_pem_key_file},
+    {"sslPEMKeyPassword", required_argument, nullptr, opt_ssl_pem_key_password},
+    {"sslAllowInvalidCertificates", no_argument, nullptr, opt_ssl_allow_invalid_certificates},
+    {"sslAllowInvalidHostnames", no_argument, nullptr, opt_ssl_allow_invalid_hostnames},
+    {"username", required_argument, nullptr, 'u'},
+    {"password", required_argument, nullptr, 'p'},
+    {"authenticationDatabase", required_argument, nullptr, opt_authentication_database},
+    {"authenticationMechanism", required_argument, nullptr, opt_authentication_mechanism},
     {"help", no_argument, nullptr, opt_help},
     {"version", no_argument, nullptr, opt_version},
 }};
@@ -150,7 +168,7 @@ settings parse_command_line(int argc, char** argv) {
     std::vector<std::string> positional;
     // "-": non-options come back in order as code 1, so options may precede or follow the command whatever
     // POSIXLY_CORRECT says. ":": a missing argument is reported as ':' so we can word the message ourselves.
-    const char* short_options = "-:h:d:l:t:rvj:";
+    const char* short_options = "-:h:d:l:t:rvj:u:p:";
     opterr = 0;
     optind = 1;
     for (;;) {
@@ -227,6 +245,36 @@ settings parse_command_line(int argc, char** argv) {
                 s.chunk_size =
                     static_cast<std::int32_t>(parse_number(arg, "--chunk-size", 1, 15 * 1024 * 1024, true));
                 break;
+            case opt_ssl:
+                s.ssl = true;
+                break;
+            case opt_ssl_ca_file:
+                s.ssl_ca_file = arg;
+                break;
+            case opt_ssl_pem_key_file:
+                s.ssl_pem_key_file = arg;
+                break;
+            case opt_ssl_pem_key_password:
+                s.ssl_pem_key_password = arg;
+                break;
+            case opt_ssl_allow_invalid_certificates:
+                s.ssl_allow_invalid_certificates = true;
+                break;
+            case opt_ssl_allow_invalid_hostnames:
+                s.ssl_allow_invalid_hostnames = true;
+                break;
+            case 'u':
+                s.username = arg;
+                break;
+            case 'p':
+                s.password = arg;
+                break;
+            case opt_authentication_database:
+                s.authentication_database = arg;
+                break;
+            case opt_authentication_mechanism:
+                s.authentication_mechanism = arg;
+                break;
             case opt_help:
                 s.help = true;
                 break;
@@ -290,6 +338,17 @@ connection (mongofiles spelling):
   --writeConcern <wc>     majority, a number, or a document such as '{"w": 1, "j": true}'
   --readPreference <rp>   primary, primaryPreferred, secondary, secondaryPreferred, nearest,
                           or a document such as '{"mode": "nearest"}'
+
+security (mongofiles spelling; the same as the URI's tls* and auth options):
+  --ssl                         connect with TLS (tls=true)
+  --sslCAFile <file>            CA certificates to trust (tlsCAFile; default: the system store)
+  --sslPEMKeyFile <file>        client certificate and key (tlsCertificateKeyFile)
+  --sslPEMKeyPassword <pw>      password of that key (tlsCertificateKeyFilePassword)
+  --sslAllowInvalidCertificates, --sslAllowInvalidHostnames
+  -u, --username <user>         user to authenticate as (--password is then required)
+  -p, --password <pw>           never printed: URIs in messages have it masked
+  --authenticationDatabase <db> authSource (default: the URI's database, else admin)
+  --authenticationMechanism <m> SCRAM-SHA-256, SCRAM-SHA-1 or MONGODB-X509 (default: negotiated)
 
 files:
   -l, --local <path>      local file name; - is stdin (put) or stdout (get)

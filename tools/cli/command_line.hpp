@@ -29,6 +29,18 @@ struct settings {
     std::optional<std::string> db;
     std::string prefix = "fs";
 
+    // TLS and authentication, as mongofiles spells them; each maps to the URI option of the same meaning.
+    bool ssl = false;                                       // --ssl: tls=true
+    std::optional<std::string> ssl_ca_file;                 // --sslCAFile: tlsCAFile
+    std::optional<std::string> ssl_pem_key_file;            // --sslPEMKeyFile: tlsCertificateKeyFile
+    std::optional<std::string> ssl_pem_key_password;        // --sslPEMKeyPassword
+    bool ssl_allow_invalid_certificates = false;            // --sslAllowInvalidCertificates
+    bool ssl_allow_invalid_hostnames = false;               // --sslAllowInvalidHostnames
+    std::optional<std::string> username;                    // --username/-u
+    std::optional<std::string> password;                    // --password/-p
+    std::optional<std::string> authentication_database;     // --authenticationDatabase: authSource
+    std::optional<std::string> authentication_mechanism;    // --authenticationMechanism: authMechanism
+
     std::optional<std::string> local;         // --local/-l; "-" is stdin or stdout
     std::optional<std::string> content_type;  // --type/-t, stored as metadata.contentType
     bool replace = false;                     // --replace/-r

@@ -500,6 +500,38 @@ BOOST_AUTO_TEST_CASE(abort_and_writes_after_it) {
     expect_errc(f.io, done.write(random_bytes(5, 2)), errc::invalid_argument);
 }
 
+// Every stream holds pool connections while it works, so whatever else it needs (the files document insert,
+// deleting chunks after a failure) must not wait for another one: with maxPoolSize=1 it would wait forever. The
+// wait-queue timeout turns such a wait into a failure of this test instead of a hang.
+BOOST_AUTO_TEST_CASE(a_pool_of_one_connection_serves_every_operation) {
+    asio::io_context io;
+    std::string uri = test::server_uri();
+    const auto authority = uri.find("://") + 3;
+    if (uri.find('/', authority) == std::string::npos)
+        uri += '/';
+    uri += uri.find('?') == std::string::npos ? '?' : '&';
+    uri += "maxPoolSize=1&waitQueueTimeoutMS=20000";
+    wire::client client(io.get_executor(), uri);
+    gridfs::bucket_options options;
+    options.chunk_size_bytes = 1000;
+    options.batch_bytes = 4000;
+    gridfs::bucket fs(client.database(test::unique_name("gridfs_pool_of_one")), options);
+    const auto data = random_bytes(50'000, 21);
+
+    const auto id = run(io, fs.upload_from_buffer("buffer", data));
+    BOOST_TEST((run(io, fs.download_to_buffer(id)) == data));
+    auto up = run(io, fs.open_upload_stream("stream"));
+    run(io, up.write(data));
+    run(io, up.close());
+    BOOST_TEST((run(io, fs.download_to_buffer(up.id())) == data));
+    auto aborted = run(io, fs.open_upload_stream("aborted"));
+    run(io, aborted.write(data));
+    run(io, aborted.abort());
+    BOOST_TEST(run(io, count_chunks(fs, aborted.id())) == 0u);
+    expect_errc(io, fs.upload_from_file("missing", "/nonexistent/gridflow/input"), errc::invalid_argument);
+    test::drain(io);
+}
+
 BOOST_AUTO_TEST_CASE(by_name_operations) {
     fixture f;
     auto fs = f.make_bucket();
