@@ -6,6 +6,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 
+#include <algorithm>
+
 namespace gridflow::wire {
 
 namespace asio = boost::asio;
@@ -116,7 +118,22 @@ void collection::append_write_concern(bson::builder& command) const {
     if (const auto& wc = db_.client().options().write_concern) command.append("writeConcern", *wc);
 }
 
-asio::awaitable<std::int64_t> collection::insert_many(std::span<const bson::view> documents, bool ordered) const {
+asio::awaitable<std::int64_t> collection::insert_many(std::span<const bson::view> given, bool ordered) const {
+    // Drivers assign a missing _id (the CRUD spec), so every server stores the same thing: some would store
+    // null. Only the documents without one are copied; the rest are sent from the caller's memory.
+    std::vector<bson::view> documents(given.begin(), given.end());
+    std::vector<bson::document> with_ids;
+    with_ids.reserve(static_cast<std::size_t>(
+        std::count_if(given.begin(), given.end(), [](const bson::view& d) { return !d.contains("_id"); })));
+    for (auto& document : documents) {
+        if (document.contains("_id"))
+            continue;
+        bson::builder b;
+        b.append("_id", bson::value(bson::new_oid()));
+        b.concat(document);
+        with_ids.push_back(b.extract());
+        document = with_ids.back().view();  // reserved above: no reallocation moves what this points to
+    }
     auto& state = *db_.client().state_;
     auto lease = co_await state.pool.acquire();
     const auto& limits = lease->description();

@@ -167,3 +167,35 @@ BOOST_AUTO_TEST_CASE(cursor_sends_batch_size_get_more_and_kill_cursors) {
         co_await (client_side() && server_side());
     }());
 }
+
+BOOST_AUTO_TEST_CASE(insert_assigns_an_object_id_to_documents_without_one) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    const auto with_id = numbered_documents(1, 3);
+    bson::builder without;
+    without.append("name", "marmot");
+    const auto without_id = without.extract();
+    const std::vector<bson::view> views{without_id.view(), with_id[0].view()};
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        wire::client client(io.get_executor(), server.uri());
+        auto client_side = [&]() -> asio::awaitable<void> {
+            BOOST_TEST(co_await client.database("db").collection("c").insert_many(views) == 2);
+            client.close();
+        };
+        auto server_side = [&]() -> asio::awaitable<void> {
+            auto conn = co_await server.accept();
+            const auto insert = co_await conn.receives_command("insert");
+            const auto& sent = insert.sequence("documents")->documents;
+            BOOST_REQUIRE(sent.size() == 2u);
+            // _id first, as the server would have put it, then the caller's fields unchanged.
+            BOOST_TEST(sent[0].to_json().find("{ \"_id\" : { \"$oid\" : ") == 0u, sent[0].to_json());
+            BOOST_TEST(sent[0].at("name").as_string() == "marmot");
+            BOOST_TEST((sent[1].to_json() == with_id[0].view().to_json()));
+            co_await conn.reply(insert, test::reply_ok([](bson::builder& b) { b.append("n", std::int32_t{2}); }));
+            co_await conn.receives_close();
+        };
+        co_await (client_side() && server_side());
+    }());
+    // The caller's document is left as it was.
+    BOOST_TEST(!without_id.view().contains("_id"));
+}

@@ -80,8 +80,9 @@ public:
 
     // Sends the documents as OP_MSG kind 1 sequences, split at maxWriteBatchSize documents and
     // maxMessageSizeBytes bytes. A document larger than maxBsonObjectSize is refused (errc::invalid_argument)
-    // before anything is sent. Documents are sent as given: the server assigns _id when absent.
-    // Returns the number of documents inserted.
+    // before anything is sent. A document without _id is sent as a copy with a new ObjectId _id first, as
+    // the CRUD spec asks of drivers (the caller's document is not changed); the others are sent as given,
+    // without copying. Returns the number of documents inserted.
     boost::asio::awaitable<std::int64_t> insert_many(std::span<const bson::view> documents,
                                                      bool ordered = true) const;
     boost::asio::awaitable<void> insert_one(bson::view document) const;
