@@ -12,17 +12,14 @@
 #include <gridflow/wire/bson.hpp>
 #include <gridflow/wire/client.hpp>
 
+#include "interop/gridfs/python_peer.hpp"
 #include "support/run.hpp"
 #include "support/test_server.hpp"
 
 #include <boost/asio/io_context.hpp>
 
-#include <sys/wait.h>
-
-#include <cstdio>
 #include <cstdlib>
 #include <random>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -34,51 +31,8 @@ namespace {
 
 const std::string peer_script = std::string(GRIDFLOW_SOURCE_DIR) + "/tests/interop/gridfs/grid_fs_peer.py";
 
-std::string shell_quote(std::string_view s) {
-    std::string out = "'";
-    for (const char c : s)
-        out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return out + "'";
-}
-
-const std::string& python() {
-    static const std::string found = [] {
-        std::vector<std::string> candidates;
-        if (const char* env = std::getenv("GRIDFLOW_PYTHON"); env != nullptr && *env != '\0')
-            candidates.emplace_back(env);
-        if (const char* path = std::getenv("PATH"); path != nullptr) {
-            std::stringstream dirs(path);
-            for (std::string dir; std::getline(dirs, dir, ':');) {
-                if (!dir.empty())
-                    candidates.push_back(dir + "/python3");
-            }
-        }
-        candidates.emplace_back("/usr/bin/python3");
-        for (const auto& candidate : candidates) {
-            const auto probe = shell_quote(candidate) + " -c 'import pymongo, gridfs' >/dev/null 2>&1";
-            if (std::system(probe.c_str()) == 0)
-                return candidate;
-        }
-        throw std::runtime_error(
-            "no python3 that can import pymongo (install python3-pymongo or set GRIDFLOW_PYTHON)");
-    }();
-    return found;
-}
-
 bson::document run_peer(const std::vector<std::string>& args) {
-    std::string command = shell_quote(python()) + " " + shell_quote(peer_script);
-    for (const auto& arg : args)
-        command += " " + shell_quote(arg);
-    FILE* pipe = ::popen(command.c_str(), "r");
-    BOOST_TEST_REQUIRE(pipe != nullptr, "cannot run " << command);
-    std::string output;
-    char buffer[4096];
-    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;)
-        output.append(buffer, n);
-    const int status = ::pclose(pipe);
-    BOOST_TEST_REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0),
-                       command << " failed (status " << status << "); stdout: " << output);
-    return bson::document::from_json(output);
+    return test::run_python_peer(peer_script, args);
 }
 
 struct fixture {

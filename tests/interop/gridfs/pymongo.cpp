@@ -14,21 +14,18 @@
 #include <gridflow/wire/bson.hpp>
 #include <gridflow/wire/error.hpp>
 
+#include "interop/gridfs/python_peer.hpp"
 #include "spec/gridfs_match.hpp"
 #include "support/run.hpp"
 #include "support/test_server.hpp"
 
 #include <boost/asio/io_context.hpp>
 
-#include <sys/wait.h>
-
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <optional>
 #include <random>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -42,58 +39,10 @@ namespace {
 
 const std::string peer_script = std::string(GRIDFLOW_SOURCE_DIR) + "/tests/interop/gridfs/interop_peer.py";
 
-std::string shell_quote(std::string_view s) {
-    std::string out = "'";
-    for (const char c : s)
-        out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return out + "'";
-}
-
-bool can_import_pymongo(const std::string& python) {
-    const auto command = shell_quote(python) + " -c 'import pymongo, gridfs' >/dev/null 2>&1";
-    return std::system(command.c_str()) == 0;
-}
-
-const std::string& python() {
-    static const std::string found = [] {
-        std::vector<std::string> candidates;
-        if (const char* env = std::getenv("GRIDFLOW_PYTHON"); env != nullptr && *env != '\0')
-            candidates.emplace_back(env);
-        if (const char* path = std::getenv("PATH"); path != nullptr) {
-            std::stringstream dirs(path);
-            std::string dir;
-            while (std::getline(dirs, dir, ':')) {
-                if (!dir.empty())
-                    candidates.push_back(dir + "/python3");
-            }
-        }
-        candidates.emplace_back("/usr/bin/python3");
-        for (const auto& candidate : candidates) {
-            if (can_import_pymongo(candidate))
-                return candidate;
-        }
-        throw std::runtime_error(
-            "no python3 that can import pymongo (install python3-pymongo or set GRIDFLOW_PYTHON)");
-    }();
-    return found;
-}
-
 // Runs interop_peer.py and returns the document it printed; fails the test when it exits non-zero.
 bson::document run_peer(std::string_view mode, const std::string& uri, const std::string& database,
                         const std::string& bucket_name) {
-    const auto command = shell_quote(python()) + " " + shell_quote(peer_script) + " " + std::string(mode) +
-                         " " + shell_quote(uri) + " " + shell_quote(database) + " " +
-                         shell_quote(bucket_name);
-    FILE* pipe = ::popen(command.c_str(), "r");
-    BOOST_TEST_REQUIRE(pipe != nullptr, "cannot run " << command);
-    std::string output;
-    char buffer[65536];
-    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;)
-        output.append(buffer, n);
-    const int status = ::pclose(pipe);
-    BOOST_TEST_REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0),
-                       command << " failed (status " << status << "); stdout: " << output);
-    return bson::document::from_json(output);
+    return test::run_python_peer(peer_script, {std::string(mode), uri, database, bucket_name});
 }
 
 std::string sha256_hex(std::span<const std::uint8_t> bytes) {
