@@ -95,6 +95,22 @@ asio::awaitable<void> ensure_index(const wire::collection& coll, bson::document 
 
 namespace detail {
 
+void check_extra_fields(bson::view fields) {
+    static constexpr std::string_view engine_fields[] = {"_id",      "length",      "chunkSize", "uploadDate",
+                                                         "filename", "metadata",    "contentType", "aliases",
+                                                         "md5",      "sha256"};
+    std::vector<std::string_view> seen;
+    fields.for_each([&](const bson::element& e) {
+        const std::string_view key = e.key();
+        if (std::find(std::begin(engine_fields), std::end(engine_fields), key) != std::end(engine_fields))
+            throw error(errc::invalid_argument, "GridFS extra field \"" + std::string(key) +
+                                                    "\" is written by the engine; use its upload option");
+        if (std::find(seen.begin(), seen.end(), key) != seen.end())
+            throw error(errc::invalid_argument, "GridFS extra field \"" + std::string(key) + "\" given twice");
+        seen.push_back(key);
+    });
+}
+
 bson::document id_filter(std::string_view key, const bson::value& id) {
     bson::builder b;
     b.append(key, id);
@@ -274,6 +290,8 @@ asio::awaitable<std::shared_ptr<detail::upload_state>> open_upload(std::shared_p
                                                                    upload_options options) {
     if (options.chunk_size_bytes && *options.chunk_size_bytes <= 0)
         throw error(errc::invalid_argument, "GridFS chunk size must be positive");
+    if (options.extra_fields)
+        detail::check_extra_fields(options.extra_fields->view());
     co_await s->ensure_indexes();
     // A fresh ObjectId cannot name an existing file, so only a caller's id costs the extra round trip (which
     // is most of the time of a small upload on a distant server). The unique indexes still guard both cases.

@@ -59,6 +59,10 @@ namespace detail {
 // {key: value} as a document, for filters.
 [[nodiscard]] bson::document id_filter(std::string_view key, const bson::value& id);
 
+// Throws errc::invalid_argument unless every key of an upload's extra_fields may go into a files document
+// beside the fields the engine writes (upload_options::extra_fields).
+void check_extra_fields(bson::view fields);
+
 // Whether two index key documents name the same fields in the same order with equal values, numbers compared
 // by value (the server may report {n: 1} as 1, 1.0 or NumberLong(1)).
 [[nodiscard]] bool same_index_keys(bson::view a, bson::view b);

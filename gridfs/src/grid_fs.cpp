@@ -1,5 +1,7 @@
 #include <gridflow/gridfs/grid_fs.hpp>
 
+#include "upload_state.hpp"
+
 #include <algorithm>
 #include <limits>
 
@@ -11,7 +13,7 @@ namespace {
 
 // Fields the engine computes; a caller may neither give nor set them.
 bool computed_field(std::string_view key) {
-    return key == "length" || key == "uploadDate" || key == "md5";
+    return key == "length" || key == "uploadDate" || key == "md5" || key == "sha256";
 }
 
 // Fields the engine writes from upload_options, under their files document names.
@@ -74,13 +76,13 @@ std::span<const std::uint8_t> bytes_of(std::string_view text) {
     return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
 }
 
-// new_file's fields, checked and sorted into what the engine writes and what is $set after close.
+// new_file's fields, checked and sorted into the engine's options; the others go into the files document as
+// upload_options::extra_fields, in the same insert.
 struct parsed_fields {
     std::optional<bson::value> id;
     std::string filename;
     upload_options options;
     bson::document given;  // every field under its stored name, for the attributes before close
-    bson::document extra;  // the fields the engine does not write
 };
 
 parsed_fields parse_fields(bson::view fields) {
@@ -140,7 +142,9 @@ parsed_fields parse_fields(bson::view fields) {
     if (const auto encoding = fields.find("encoding"); encoding && encoding->type() != BSON_TYPE_UTF8)
         throw error(errc::invalid_argument, "grid_fs: encoding must be a string");
     out.given = given.extract();
-    out.extra = extra.extract();
+    bson::document extras = extra.extract();
+    if (!extras.view().empty())
+        out.options.extra_fields = std::move(extras);
     return out;
 }
 
@@ -150,7 +154,7 @@ bson::document id_filter(const bson::value& id) {
     return b.extract();
 }
 
-// Writes the extra fields into the files document of id (the engine writes only the GridFS spec's fields).
+// Updates fields of the stored files document of id.
 asio::awaitable<void> set_fields(const gridfs::bucket& fs, const bson::value& id, bson::view fields) {
     if (fields.empty())
         co_return;
@@ -228,12 +232,11 @@ std::optional<bson::value> grid_file_view::get(std::string_view field) const {
 // grid_in
 
 grid_in::grid_in(gridfs::bucket fs, upload_stream stream, bson::value id, bson::document given,
-                 bson::document extra, std::int32_t chunk_size)
+                 std::int32_t chunk_size)
     : bucket_(std::move(fs)),
       stream_(std::move(stream)),
       id_(std::move(id)),
       given_(std::move(given)),
-      extra_(std::move(extra)),
       chunk_size_(chunk_size) {}
 
 std::optional<bson::value> grid_in::given(std::string_view field) const {
@@ -287,8 +290,16 @@ asio::awaitable<void> grid_in::set(std::string_view field, bson::value value) {
         stored_.emplace(co_await files_document(*bucket_, id_));
         co_return;
     }
-    given_ = with_field(given_.view(), key, value);
-    extra_ = with_field(extra_.view(), key, value);
+    // Checked now, so that a bad value fails this call rather than close().
+    bson::document given = with_field(given_.view(), key, value);
+    parsed_fields parsed = parse_fields(given.view());
+    detail::upload_state& engine = *stream_.state_;
+    engine.filename = std::move(parsed.filename);
+    engine.options.content_type = std::move(parsed.options.content_type);
+    engine.options.metadata = std::move(parsed.options.metadata);
+    engine.options.aliases = std::move(parsed.options.aliases);
+    engine.options.extra_fields = std::move(parsed.options.extra_fields);
+    given_ = std::move(given);
 }
 
 asio::awaitable<void> grid_in::write(std::span<const std::uint8_t> data) {
@@ -317,7 +328,6 @@ asio::awaitable<void> grid_in::close() {
     if (aborted_ || !bucket_)
         throw error(errc::invalid_argument, "grid_in: the file was aborted");
     co_await stream_.close();
-    co_await set_fields(*bucket_, id_, extra_.view());
     stored_.emplace(co_await files_document(*bucket_, id_));
 }
 
@@ -476,8 +486,7 @@ asio::awaitable<grid_in> grid_fs::new_file(bson::document fields) const {
         stream = co_await bucket_.open_upload_stream(parsed.filename, std::move(parsed.options));
         id = stream.id();
     }
-    co_return grid_in(bucket_, std::move(stream), std::move(id), std::move(parsed.given),
-                      std::move(parsed.extra), chunk_size);
+    co_return grid_in(bucket_, std::move(stream), std::move(id), std::move(parsed.given), chunk_size);
 }
 
 asio::awaitable<bson::value> grid_fs::put(std::span<const std::uint8_t> data, bson::document fields) const {
@@ -489,7 +498,6 @@ asio::awaitable<bson::value> grid_fs::put(std::span<const std::uint8_t> data, bs
     } else {
         id = co_await bucket_.upload_from_buffer(parsed.filename, data, std::move(parsed.options));
     }
-    co_await set_fields(bucket_, id, parsed.extra.view());
     co_return id;
 }
 

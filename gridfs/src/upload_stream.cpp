@@ -191,6 +191,8 @@ asio::awaitable<void> upload_state::finish() {
                 a.append(bson::array_key(i), (*options.aliases)[i]);
         });
     }
+    if (options.extra_fields)
+        options.extra_fields->view().for_each([&](const bson::element& e) { doc.append(e.key(), e); });
     if (md5)
         doc.append("md5", md5->hex_digest());
     if (sha256)

@@ -450,6 +450,11 @@ value::value(std::int64_t v) noexcept {
     value_.value.v_int64 = v;
 }
 
+value::value(double v) noexcept {
+    value_.value_type = BSON_TYPE_DOUBLE;
+    value_.value.v_double = v;
+}
+
 std::string value::to_json() const {
     // libbson prints values only as part of a document: wrap it as {"v": value} and cut the wrapper off.
     builder b;

@@ -1,12 +1,14 @@
 // The bucket against a scripted server: connections dropped mid upload and mid download, a failed insert
 // batch among others in flight, malformed chunk documents, and the range arithmetic at the end of a file of
-// 5 GiB + 3 bytes that is never stored anywhere (its chunks are generated as the reader asks for them).
+// 5 GiB + 3 bytes that is never stored anywhere (its chunks are generated as the reader asks for them), and
+// extra files-document fields written in the files insert itself.
 #define BOOST_TEST_MODULE mock_gridfs_bucket
 #include <boost/test/data/monomorphic.hpp>
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <gridflow/gridfs/bucket.hpp>
+#include <gridflow/gridfs/grid_fs.hpp>
 #include <gridflow/wire/error.hpp>
 
 #include "support/mock_server.hpp"
@@ -947,3 +949,68 @@ BOOST_AUTO_TEST_CASE(five_gib_file_range_arithmetic_at_its_end) {
         BOOST_TEST((end <= 4 || first >= last_n - 1), "query for chunks [" << first << ", " << end << ")");
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Extra fields go into the one files insert: no reader can see the file without them. The scripted server
+// fails the test on any command it does not know, so an `update` sent after the insert would fail it too.
+
+namespace scripted {
+
+bson::document doc(std::string_view json) {
+    return bson::document::from_json(json);
+}
+
+BOOST_AUTO_TEST_CASE(extra_fields_are_written_with_the_files_document) {
+    asio::io_context io;
+    gridfs_server server(io);
+    const std::vector<std::uint8_t> bytes{'a', 'b', 'c'};
+    // Stored files are found again (grid_in::close reads its files document back).
+    server.on("insert fs.files", [&](peer& p, received_request request) -> asio::awaitable<void> {
+        co_await server.serve_default(p, std::move(request));
+        server.files.push_back(server.files_inserted.back());
+    });
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket fs(client.database("db"));
+        gridfs::upload_options options;
+        options.extra_fields = doc(R"({"author": "ada", "tags": ["x"]})");
+        co_await fs.upload_from_buffer("engine.bin", bytes, options);
+
+        gridfs::grid_fs grid(fs);
+        co_await grid.put(bytes, doc(R"({"filename": "put.bin", "author": "bob"})"));
+        auto in = co_await grid.new_file(doc(R"({"filename": "in.bin", "author": "cy"})"));
+        co_await in.write(bytes);
+        co_await in.set("author", bson::value("dee"));
+        co_await in.set("filename", bson::value("renamed.bin"));
+        co_await in.set("reviewed", bson::value(true));
+        co_await in.close();
+
+        // A key the engine writes itself, or one given twice, is refused before any I/O for the file.
+        for (const char* refused : {R"({"length": 1})", R"({"filename": "x"})", R"({"sha256": "00"})",
+                                    R"({"a": 1, "a": 2})"}) {
+            gridfs::upload_options bad;
+            bad.extra_fields = doc(refused);
+            try {
+                co_await fs.upload_from_buffer("refused.bin", bytes, bad);
+                BOOST_FAIL("extra fields " << refused << " were accepted");
+            } catch (const error& e) {
+                BOOST_TEST(e.code() == errc::invalid_argument, e.what());
+            }
+        }
+    });
+    BOOST_TEST_REQUIRE(server.files_inserted.size() == 3u);
+    const auto field = [&](std::size_t i, std::string_view key) {
+        const auto e = server.files_inserted[i].find(key);
+        return e ? bson::value(*e).to_json() : std::string("(missing)");
+    };
+    BOOST_TEST(field(0, "filename") == R"("engine.bin")");
+    BOOST_TEST(field(0, "author") == R"("ada")");
+    BOOST_TEST(field(0, "tags") == R"([ "x" ])");
+    BOOST_TEST(field(1, "filename") == R"("put.bin")");
+    BOOST_TEST(field(1, "author") == R"("bob")");
+    BOOST_TEST(field(2, "filename") == R"("renamed.bin")");
+    BOOST_TEST(field(2, "author") == R"("dee")");
+    BOOST_TEST(field(2, "reviewed") == "true");
+    BOOST_TEST(field(2, "length") == "3");
+}
+
+}  // namespace scripted

@@ -89,3 +89,13 @@ BOOST_AUTO_TEST_CASE(owning_values_of_any_type) {
     bson::value moved = std::move(copy);
     BOOST_TEST(moved.to_json() == "\"report.pdf\"");
 }
+
+BOOST_AUTO_TEST_CASE(bool_double_and_c_string_values_keep_their_types) {
+    // A string literal must stay a string (a pointer converts to bool), and true must not become int32 1.
+    BOOST_TEST(bson::value("text").type() == BSON_TYPE_UTF8);
+    BOOST_TEST(bson::value(true).type() == BSON_TYPE_BOOL);
+    BOOST_TEST(bson::value(false).to_json() == "false");
+    BOOST_TEST(bson::value(1.5).type() == BSON_TYPE_DOUBLE);
+    BOOST_TEST(bson::value(1.5).to_json() == "1.5");
+    BOOST_TEST(bson::value(1).type() == BSON_TYPE_INT32);
+}

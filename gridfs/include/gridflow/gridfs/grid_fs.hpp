@@ -95,7 +95,7 @@ public:
     [[nodiscard]] bool closed() const noexcept { return stored_.has_value() || aborted_; }
 
     // Sets a field of the files document. Before close() it is written with the files document; after, the
-    // files document is updated at once. _id, length, chunkSize, uploadDate and md5 are read-only
+    // files document is updated at once. _id, length, chunkSize, uploadDate, md5 and sha256 are read-only
     // (errc::invalid_argument).
     boost::asio::awaitable<void> set(std::string_view field, bson::value value);
 
@@ -113,16 +113,15 @@ public:
 private:
     friend class grid_fs;
     grid_in(gridfs::bucket fs, upload_stream stream, bson::value id, bson::document given,
-            bson::document extra, std::int32_t chunk_size);
+            std::int32_t chunk_size);
     std::optional<bson::value> given(std::string_view field) const;
 
     std::optional<gridfs::bucket> bucket_;  // empty only in a default-constructed grid_in
     upload_stream stream_;
     bson::value id_;
-    // The fields given to new_file (standard and extra) with those set() since, under their stored names.
+    // The fields given to new_file (standard and extra) with those set() since, under their stored names; the
+    // upload stream's options always match them, so close() writes them all in the one files insert.
     bson::document given_;
-    // The fields the engine does not write itself, $set on the files document after close().
-    bson::document extra_;
     std::int32_t chunk_size_ = 0;
     std::optional<grid_file_view> stored_;  // the files document, once closed
     bool aborted_ = false;
@@ -206,10 +205,9 @@ public:
     // fields, all optional: _id (any type; one that exists is errc::file_exists), filename, contentType (or
     // content_type), chunkSize (or chunk_size), metadata (a document), aliases (strings), encoding (stored,
     // and required by write(string_view)), and any other key, stored as given in the files document.
-    // length, uploadDate and md5 are computed (errc::invalid_argument when given).
-    // The extra fields (and fields set() before close) are written by an update right after the engine
-    // inserts the files document, which holds only the GridFS spec's fields: a reader racing the upload may
-    // see the file briefly without them, and a failure of that update is thrown by close() or put().
+    // length, uploadDate, md5 and sha256 are computed (errc::invalid_argument when given).
+    // Every field, extra ones and those set() before close included, is written in the one insert of the
+    // files document, so no reader ever sees the file without them.
     boost::asio::awaitable<grid_in> new_file(bson::document fields = {}) const;
     // Stores the bytes as a new file and returns its _id.
     boost::asio::awaitable<bson::value> put(std::span<const std::uint8_t> data,

@@ -38,6 +38,11 @@ struct upload_options {
     // Deprecated by the spec but still written when given.
     std::optional<std::string> content_type;
     std::optional<std::vector<std::string>> aliases;
+    // Further fields of the files document, written with it in the same insert (so a reader never sees the
+    // file without them). A key the engine writes itself (_id, length, chunkSize, uploadDate, filename,
+    // metadata, contentType, aliases, md5, sha256) or a key given twice is refused with errc::invalid_argument
+    // when the stream is opened (or by set_extra_fields); other names are for the server to judge.
+    std::optional<bson::document> extra_fields;
 };
 
 namespace detail {
@@ -71,6 +76,7 @@ public:
 
 private:
     friend class bucket;
+    friend class grid_in;  // sets the files document's fields that change before close()
     explicit upload_stream(std::shared_ptr<detail::upload_state> state) noexcept;
     std::shared_ptr<detail::upload_state> state_;
 };

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -153,6 +154,13 @@ public:
     explicit value(std::string_view s);
     explicit value(std::int32_t v) noexcept;
     explicit value(std::int64_t v) noexcept;
+    explicit value(double v) noexcept;
+    // Exactly bool: a pointer or an integer converts to bool implicitly, and must not pick this.
+    template <std::same_as<bool> Bool>
+    explicit value(Bool v) noexcept {
+        value_.value_type = BSON_TYPE_BOOL;
+        value_.value.v_bool = v;
+    }
     value(const value& other) : value(other.value_) {}
     value(value&& other) noexcept : value_(other.value_) { other.value_.value_type = BSON_TYPE_NULL; }
     value& operator=(value other) noexcept {
