@@ -6,7 +6,10 @@
 
 #include <gridflow/wire/error.hpp>
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <boost/system/system_error.hpp>
 
@@ -14,9 +17,12 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <limits>
+#include <utility>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 namespace asio = boost::asio;
 
@@ -349,28 +355,87 @@ asio::awaitable<void> upload_whole(std::shared_ptr<bucket::state> b, bson::value
     std::rethrow_exception(failed);
 }
 
+// Reads a source into buffers of the stream's staging size and sends each in place: the inserts reference
+// the buffer the bytes were read into, so every byte is copied once (by the read) instead of twice.
+using block_reader = std::function<asio::awaitable<std::size_t>(std::shared_ptr<std::uint8_t[]> block,
+                                                                 std::span<std::uint8_t> into)>;
+
+asio::awaitable<void> upload_blocks(detail::upload_state& s, block_reader read, bool& source_failed) {
+    for (;;) {
+        // Not value-initialised: the read overwrites what is sent, and zeroing 4 MiB per block is a pass over
+        // memory for nothing.
+        std::shared_ptr<std::uint8_t[]> block(new std::uint8_t[s.staging_size]);
+        const std::span<std::uint8_t> whole(block.get(), s.staging_size);
+        std::size_t filled = 0;
+        while (filled < whole.size()) {
+            std::size_t n = 0;
+            try {
+                n = co_await read(block, whole.subspan(filled));
+            } catch (...) {
+                source_failed = true;
+                throw;
+            }
+            if (n == 0)
+                break;
+            filled += n;
+        }
+        if (filled > 0)
+            co_await s.write_in_place(whole.first(filled), block);
+        if (filled < whole.size())
+            break;
+    }
+    co_await s.close();
+}
+
+// Blocking reads of local files run on this thread, never on the caller's: an io_context thread reading a
+// file stalls every connection it serves, and the next block is read while the previous one is being sent.
+asio::thread_pool& file_io() {
+    static asio::thread_pool pool(1);
+    return pool;
+}
+
+// An open file descriptor, closed once the last transfer that uses it has finished (or by release()'s
+// caller, who then sees close()'s result: a write error may only show there).
+struct file_descriptor {
+    explicit file_descriptor(int f) noexcept : fd(f) {}
+    file_descriptor(const file_descriptor&) = delete;
+    file_descriptor& operator=(const file_descriptor&) = delete;
+    ~file_descriptor() {
+        if (fd >= 0)
+            ::close(fd);
+    }
+    int release() noexcept { return std::exchange(fd, -1); }
+    int fd;
+};
+
 asio::awaitable<void> upload_from_path(detail::upload_state& s, const std::filesystem::path& path,
                                        bool& source_failed) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         source_failed = true;
         throw error(errc::invalid_argument,
                     "GridFS upload: cannot open " + path.string() + ": " + std::strerror(errno));
     }
-    std::vector<std::uint8_t> buffer(std::min<std::size_t>(s.parent->options.batch_bytes, 16 * 1024 * 1024));
-    for (;;) {
-        in.read(reinterpret_cast<char*>(buffer.data()), static_cast<std::streamsize>(buffer.size()));
-        const auto n = static_cast<std::size_t>(in.gcount());
-        if (in.bad()) {
-            source_failed = true;
-            throw error(errc::invalid_argument, "GridFS upload: cannot read " + path.string());
-        }
-        if (n > 0)
-            co_await s.write(std::span(buffer).first(n));
-        if (n < buffer.size())
-            break;
-    }
-    co_await s.close();
+    auto file = std::make_shared<file_descriptor>(fd);
+    block_reader read = [file, path](std::shared_ptr<std::uint8_t[]> block,
+                                           std::span<std::uint8_t> into) -> asio::awaitable<std::size_t> {
+        // The pool's coroutine holds the file and the block, so an abandoned caller cannot free them under it.
+        auto on_pool = [](std::shared_ptr<file_descriptor> f, std::shared_ptr<std::uint8_t[]> keep,
+                          std::span<std::uint8_t> out, std::string name) -> asio::awaitable<std::size_t> {
+            (void)keep;
+            for (;;) {
+                const ssize_t n = ::read(f->fd, out.data(), out.size());
+                if (n >= 0)
+                    co_return static_cast<std::size_t>(n);
+                if (errno != EINTR)
+                    throw error(errc::invalid_argument,
+                                "GridFS upload: cannot read " + name + ": " + std::strerror(errno));
+            }
+        };
+        co_return co_await asio::co_spawn(file_io(), on_pool(file, std::move(block), into, path.string()),
+                                          asio::use_awaitable);
+    };
+    co_await upload_blocks(s, std::move(read), source_failed);
 }
 
 // Writes the download's bytes to sink, chunk by chunk from the received buffers.
@@ -478,22 +543,11 @@ asio::awaitable<void> bucket::upload_from_buffer_with_id(bson::value id, std::st
 
 asio::awaitable<void> bucket::upload_from_source(bson::value id, bool generated_id, std::string_view filename,
                                                  upload_options options, detail::byte_source source) const {
-    transfer_fn transfer = [&source](detail::upload_state& s, bool& source_failed) -> asio::awaitable<void> {
-        // The stream copies what it is given, so one read buffer of a staging buffer's size serves.
-        std::vector<std::uint8_t> buffer(s.staging_size);
-        for (;;) {
-            std::size_t n = 0;
-            try {
-                n = co_await source(buffer);
-            } catch (...) {
-                source_failed = true;
-                throw;
-            }
-            if (n == 0)
-                break;
-            co_await s.write(std::span(buffer).first(n));
-        }
-        co_await s.close();
+    transfer_fn transfer = [&source](detail::upload_state& s, bool& source_failed) {
+        block_reader read = [&source](std::shared_ptr<std::uint8_t[]>, std::span<std::uint8_t> into) {
+            return source(into);
+        };
+        return upload_blocks(s, std::move(read), source_failed);
     };
     const auto origin = generated_id ? id_origin::generated : id_origin::caller;
     co_await state_->bounded(
@@ -576,28 +630,41 @@ asio::awaitable<std::int64_t> bucket::download_to_sink_by_name(std::string_view 
 
 asio::awaitable<std::int64_t> bucket::download_to_file(bson::value id,
                                                        const std::filesystem::path& path) const {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    if (!out) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) {
         throw error(errc::invalid_argument,
                     "GridFS download: cannot create " + path.string() + ": " + std::strerror(errno));
     }
-    detail::byte_sink sink = [&out, &path](std::span<const std::uint8_t> bytes) -> asio::awaitable<void> {
-        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-        if (!out)
-            throw error(errc::invalid_argument, "GridFS download: cannot write " + path.string());
-        co_return;
+    auto file = std::make_shared<file_descriptor>(fd);
+    // Each chunk is written on the file thread while the connections keep receiving the next ones. The
+    // bytes stay valid until this sink returns, and it returns only once the write has finished.
+    detail::byte_sink sink = [file, &path](std::span<const std::uint8_t> bytes) -> asio::awaitable<void> {
+        auto on_pool = [](std::shared_ptr<file_descriptor> f, std::span<const std::uint8_t> in,
+                          std::string name) -> asio::awaitable<void> {
+            while (!in.empty()) {
+                const ssize_t n = ::write(f->fd, in.data(), in.size());
+                if (n < 0 && errno == EINTR)
+                    continue;
+                if (n <= 0)
+                    throw error(errc::invalid_argument,
+                                "GridFS download: cannot write " + name + ": " + std::strerror(errno));
+                in = in.subspan(static_cast<std::size_t>(n));
+            }
+            co_return;
+        };
+        co_await asio::co_spawn(file_io(), on_pool(file, bytes, path.string()), asio::use_awaitable);
     };
     std::exception_ptr failed;
     try {
         const std::int64_t n = co_await download_to_sink(std::move(id), {}, std::move(sink));
-        out.close();
-        if (!out)
-            throw error(errc::invalid_argument, "GridFS download: cannot write " + path.string());
+        if (::close(file->release()) != 0)
+            throw error(errc::invalid_argument,
+                        "GridFS download: cannot write " + path.string() + ": " + std::strerror(errno));
         co_return n;
     } catch (...) {
         failed = std::current_exception();
     }
-    out.close();
+    file.reset();
     std::error_code ignored;
     std::filesystem::remove(path, ignored);
     std::rethrow_exception(failed);

@@ -37,6 +37,11 @@ struct upload_state : std::enable_shared_from_this<upload_state> {
     boost::asio::awaitable<void> close();
     boost::asio::awaitable<void> abort();
     boost::asio::awaitable<void> upload_all(std::span<const std::uint8_t> data);
+    // Sends data in place instead of copying it into the staging buffer; owner keeps it alive until its
+    // inserts settle. For whole-call uploads that read their source into fresh buffers: data's size must be a
+    // multiple of the chunk size except in the last call before close(), and write() must not be mixed in.
+    boost::asio::awaitable<void> write_in_place(std::span<const std::uint8_t> data,
+                                                std::shared_ptr<const void> owner);
 
     // Sends a batch once the window has room. owner keeps the batch's referenced bytes alive (null when the
     // caller guarantees them, as upload_all's caller does).

@@ -151,6 +151,14 @@ asio::awaitable<void> upload_state::feed(std::span<const std::uint8_t> data,
         sha256->update(data);
     if (md5)
         md5->update(data);
+    // The owner (or the caller, without one) keeps data alive until its inserts settle, so a last piece
+    // shorter than a chunk is sent in place too, unless a tail from earlier writes must be completed first.
+    std::span<const std::uint8_t> short_end;
+    if (last && batcher.tail_size() == 0) {
+        const std::size_t cut = data.size() - data.size() % static_cast<std::size_t>(chunk_size);
+        short_end = data.subspan(cut);
+        data = data.first(cut);
+    }
     while (!data.empty()) {
         data = data.subspan(batcher.write(data));
         while (batcher.ready())
@@ -158,7 +166,7 @@ asio::awaitable<void> upload_state::feed(std::span<const std::uint8_t> data,
     }
     // Sealing hands over every batch that references data, so owner can be dropped with them.
     if (last)
-        batcher.finish();
+        batcher.finish(short_end);
     else
         batcher.seal();
     while (batcher.ready())
@@ -248,6 +256,16 @@ asio::awaitable<void> upload_state::write(std::span<const std::uint8_t> data) {
         if (staging.size() == staging_size)
             co_await flush_staging(false);
     }
+}
+
+asio::awaitable<void> upload_state::write_in_place(std::span<const std::uint8_t> data,
+                                                   std::shared_ptr<const void> owner) {
+    rethrow_failure();
+    if (state != status::open)
+        throw error(errc::invalid_argument, "GridFS upload stream is already closed or aborted");
+    poll_acks();
+    rethrow_failure();
+    co_await feed(data, std::move(owner), false);
 }
 
 asio::awaitable<void> upload_state::close() {

@@ -394,7 +394,7 @@ private:
                 self->fail_all(self->protocol_failure(perr));
                 co_return;
             }
-            std::vector<std::uint8_t> bytes(static_cast<std::size_t>(header.message_length));
+            message_bytes bytes(static_cast<std::size_t>(header.message_length));
             std::memcpy(bytes.data(), header_bytes.data(), header_bytes.size());
             auto [body_ec, body_n] = co_await self->transport_.read(
                 asio::buffer(bytes.data() + sansio::header_size, bytes.size() - sansio::header_size));
@@ -412,7 +412,7 @@ private:
         }
     }
 
-    void deliver(std::vector<std::uint8_t> bytes, sansio::decoded_message message) {
+    void deliver(message_bytes bytes, sansio::decoded_message message) {
         const auto it = in_flight_.find(message.header.response_to);
         if (it == in_flight_.end()) {
             fail_all(protocol_failure(make_error_code(errc::unmatched_response)));

@@ -133,6 +133,24 @@ void upload_batcher::finish() {
     finished_ = true;
 }
 
+void upload_batcher::finish(std::span<const std::uint8_t> last) {
+    if (last.empty()) {
+        finish();
+        return;
+    }
+    if (finished_)
+        invalid("finish after the upload was finished");
+    if (!tail_.empty())
+        invalid("finish with a last piece while a tail is pending");
+    if (last.size() >= chunk_size_)
+        invalid("the last piece must be shorter than a chunk");
+    check_next_n();
+    // The open batch always has room: it is sealed the moment it is full.
+    add_chunk(last, std::nullopt);
+    length_ += static_cast<std::int64_t>(last.size());
+    finish();
+}
+
 insert_batch upload_batcher::pop() {
     if (ready_.empty())
         invalid("no insert batch is ready");

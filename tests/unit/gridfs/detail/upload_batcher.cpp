@@ -291,6 +291,35 @@ BOOST_AUTO_TEST_CASE(finish_adds_the_tail_to_the_open_batch) {
     BOOST_TEST(!batcher.ready());
 }
 
+BOOST_AUTO_TEST_CASE(finish_with_a_short_last_piece_references_it_in_place) {
+    const file_id id = oid_file_id();
+    detail::upload_batcher batcher(id.value(), 4, server_limits());
+    const auto input = pattern(4 + 3);
+    BOOST_TEST(batcher.write(std::span(input).first(4)) == 4u);
+    batcher.finish(std::span(input).subspan(4));
+    BOOST_TEST(batcher.finished());
+    BOOST_TEST(batcher.length() == 7);
+    const auto batch = batcher.pop();
+    const auto docs = documents_of(batch);
+    BOOST_TEST_REQUIRE(docs.size() == 2u);
+    BOOST_TEST(docs[0].data_pointer == input.data());
+    BOOST_TEST(docs[1].data_pointer == input.data() + 4);  // not a copy
+    const auto last = detail::decode_chunk(bson::view(docs[1].bytes.data(), docs[1].bytes.size()));
+    BOOST_TEST(last.n == 1);
+    BOOST_TEST(last.data.size() == 3u);
+
+    // Preconditions: no pending tail, shorter than a chunk, not after finish().
+    detail::upload_batcher with_tail(id.value(), 4, server_limits());
+    BOOST_TEST(with_tail.write(std::span(input).first(2)) == 2u);
+    BOOST_CHECK_EXCEPTION(with_tail.finish(std::span(input).subspan(4)), gridflow::error,
+                          fails_with(errc::invalid_argument, "tail"));
+    detail::upload_batcher too_long(id.value(), 4, server_limits());
+    BOOST_CHECK_EXCEPTION(too_long.finish(std::span(input).first(4)), gridflow::error,
+                          fails_with(errc::invalid_argument, "shorter"));
+    BOOST_CHECK_EXCEPTION(batcher.finish(std::span(input).subspan(4)), gridflow::error,
+                          fails_with(errc::invalid_argument, "finished"));
+}
+
 BOOST_AUTO_TEST_CASE(seal_sends_a_partial_batch) {
     const file_id id = oid_file_id();
     detail::upload_batcher batcher(id.value(), 4, server_limits());

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <gridflow/wire/bson.hpp>
+#include <gridflow/wire/detail/uninitialized_allocator.hpp>
 #include <gridflow/wire/sansio/handshake.hpp>
 #include <gridflow/wire/sansio/op_msg.hpp>
 #include <gridflow/wire/uri.hpp>
@@ -82,10 +83,13 @@ struct connection_options {
 };
 
 // A reply: owns the received bytes; every view it hands out lives as long as the reply.
+// A received message's bytes, not zeroed when sized (the socket read fills them at once).
+using message_bytes = std::vector<std::uint8_t, detail::uninitialized_allocator<std::uint8_t>>;
+
 class reply {
 public:
     reply() = default;
-    reply(std::vector<std::uint8_t> bytes, sansio::decoded_message message) noexcept
+    reply(message_bytes bytes, sansio::decoded_message message) noexcept
         : bytes_(std::move(bytes)), message_(std::move(message)) {}
 
     [[nodiscard]] bson::view body() const noexcept { return message_.body; }
@@ -96,7 +100,7 @@ public:
 
 private:
     // Moving a vector keeps its heap block, so the views in message_ stay valid across moves of the reply.
-    std::vector<std::uint8_t> bytes_;
+    message_bytes bytes_;
     sansio::decoded_message message_;
 };
 

@@ -114,6 +114,11 @@ public:
 
     // The end of the stream: the tail becomes the last chunk and everything is made ready. Idempotent.
     void finish();
+    // The end of the stream with its last bytes, fewer than a chunk, referenced in place like a whole chunk
+    // (same ownership rule as write()) instead of copied into a chunk-sized tail: what an upload whose
+    // buffer outlives its inserts saves on every small file. Throws errc::invalid_argument when the tail is
+    // not empty, last holds a chunk or more, or after finish(); an empty last is finish().
+    void finish(std::span<const std::uint8_t> last);
 
     [[nodiscard]] bool ready() const noexcept { return !ready_.empty(); }
     // The oldest ready batch. Throws errc::invalid_argument unless ready().
