@@ -1,5 +1,6 @@
 // Django's File and Storage in gridflow: save content under a free name, list, stream it back in chunks,
-// read an image's size from its header, and a field file that keeps the old file when a new one is saved.
+// write a file through open(name, "wb"), iterate its lines, read an image's size from its header, and a
+// field file that keeps the old file when a new one is saved.
 //
 //   django_storage_example [mongodb://host:port/]   (default: $MONGODB_URI, else mongodb://localhost:27017/)
 #include <gridflow/gridfs/files.hpp>
@@ -35,6 +36,15 @@ asio::awaitable<void> run(gridflow::wire::client client) {
         ++pieces;
     std::cout << stored.size() << " bytes in " << pieces << " chunks\n";
 
+    // storage.open(name, "wb"): visible under that very name once closed, replacing an older file of it.
+    auto log = co_await store.open("docs/log.txt", "wb");
+    co_await log.write(std::string_view("started\r\nworking\rdone\n"));
+    co_await log.close();
+    auto stored_log = co_await store.open("docs/log.txt");
+    auto lines = stored_log.lines();  // Django's `for line in f`: "\n", "\r\n" and "\r" end lines
+    while (auto line = co_await lines.next())
+        std::cout << "log line of " << line->size() << " bytes\n";
+
     const auto [directories, files] = co_await store.listdir("docs");
     std::cout << "docs/ holds " << files.size() << " files, " << directories.size() << " directories\n";
 
@@ -51,6 +61,7 @@ asio::awaitable<void> run(gridflow::wire::client client) {
     co_await attachment.delete_file();
     co_await store.delete_file(*previous);
     co_await store.delete_file(name);
+    co_await store.delete_file("docs/log.txt");
 }
 
 int main(int argc, char** argv) {

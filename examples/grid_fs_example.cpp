@@ -1,4 +1,5 @@
-// PyMongo's GridFS API in gridflow: put with extra fields, get, read/seek(0), get_version, find the newest.
+// PyMongo's GridFS API in gridflow: put with extra fields, get, read/seek(0), text in a file's encoding,
+// get_version, find the newest.
 //
 //   grid_fs_example [mongodb://host:port/]     (default: $MONGODB_URI, else mongodb://localhost:27017/)
 #include <gridflow/gridfs/grid_fs.hpp>
@@ -25,6 +26,13 @@ asio::awaitable<void> run(gridflow::wire::client client) {
               << std::string(bytes.begin(), bytes.end());
     out.seek(0);  // rewinds: read() returns the whole file again
     std::cout << "again " << (co_await out.read()).size() << " bytes\n";
+
+    // fs.put("café", encoding="latin-1"): text is stored in the file's encoding, and read_text decodes it.
+    const auto latin = co_await fs.put(
+        std::string_view("café"), document::from_json(R"({"filename": "menu.txt", "encoding": "latin-1"})"));
+    auto menu = co_await fs.get(latin);
+    std::cout << "menu.txt holds " << menu.length() << " bytes: " << co_await menu.read_text() << "\n";
+    co_await fs.delete_file(latin);
 
     // Revisions: get_version(filename, 0) is the oldest, -1 the newest.
     co_await fs.put(std::string_view("hello again\n"),

@@ -57,9 +57,62 @@ private:
     grid_out out_;
 };
 
+// {filename: name, $or: [{uploadDate: {op: date}}, {uploadDate: date, _id: {op: id}}]}: the files of that
+// name before (op "$lt") or after ("$gt") the one with date and id in get_last_version's order.
+bson::document revisions_filter(std::string_view name, const bson::value& date, const bson::value& id,
+                                const char* op) {
+    bson::builder filter;
+    filter.append("filename", name);
+    filter.append_array("$or", [&](bson::builder& either) {
+        either.append_document(bson::array_key(0), [&](bson::builder& by_date) {
+            by_date.append_document("uploadDate", [&](bson::builder& cmp) { cmp.append(op, date); });
+        });
+        either.append_document(bson::array_key(1), [&](bson::builder& tied) {
+            tied.append("uploadDate", date);
+            tied.append_document("_id", [&](bson::builder& cmp) { cmp.append(op, id); });
+        });
+    });
+    return filter.extract();
+}
+
+asio::awaitable<void> delete_if_there(const gridfs::bucket& fs, bson::value id) {
+    try {
+        co_await fs.delete_file(std::move(id));
+    } catch (const error& e) {
+        if (e.code() != make_error_code(errc::file_not_found))
+            throw;
+    }
+}
+
+// After a storage writer stored `in`: leaves only the newest file of its name in get_last_version's order
+// (uploadDate, set at close, then _id, set at open), the one open() reads. The older ones are deleted, and
+// `in` itself when a newer one exists (a writer that closed meanwhile, in the same millisecond and opened
+// later). Writers closing at once therefore never delete each other both: the newest always survives.
+asio::awaitable<void> keep_newest_revision(const gridfs::bucket& fs, const grid_in& in) {
+    const auto name = in.filename();
+    const auto date = in.get("uploadDate");
+    if (!name || !date)
+        throw error(errc::corrupt_file, "storage: the stored file has no filename or uploadDate");
+    wire::find_options options;
+    bson::builder projection;
+    projection.append("_id", std::int32_t{1});
+    options.projection = projection.extract();
+    const bson::document older_filter = revisions_filter(*name, *date, in.id(), "$lt");
+    auto cursor = co_await fs.find(older_filter.view(), options);
+    const std::vector<bson::document> older = co_await cursor.to_vector();
+    for (const auto& doc : older)
+        co_await delete_if_there(fs, bson::value(doc.at("_id")));
+    const bson::document newer_filter = revisions_filter(*name, *date, in.id(), "$gt");
+    const auto newer = co_await fs.files_collection().find_one(newer_filter.view(), std::move(options));
+    if (newer)
+        co_await delete_if_there(fs, in.id());
+}
+
 class grid_in_backend final : public detail::file_backend {
 public:
-    explicit grid_in_backend(grid_in in) : in_(std::move(in)) {}
+    // replaces: a storage's writer, whose close() leaves only the newest file of its name.
+    explicit grid_in_backend(grid_in in, std::optional<gridfs::bucket> replaces = std::nullopt)
+        : in_(std::move(in)), replaces_(std::move(replaces)) {}
     asio::awaitable<std::vector<std::uint8_t>> read(std::int64_t) override {
         unsupported("a new file is write-only");
     }
@@ -76,10 +129,15 @@ public:
     bool writable() const override { return !in_.closed(); }
     bool seekable() const override { return false; }
     bool reopen(std::string_view) override { return false; }
-    asio::awaitable<void> close() override { return in_.close(); }
+    asio::awaitable<void> close() override {
+        co_await in_.close();
+        if (replaces_)
+            co_await keep_newest_revision(*replaces_, in_);
+    }
 
 private:
     grid_in in_;
+    std::optional<gridfs::bucket> replaces_;
 };
 
 class memory_backend final : public detail::file_backend {
@@ -121,6 +179,7 @@ public:
         return true;
     }
     asio::awaitable<void> close() override { co_return; }
+    bool stays_open() const override { return true; }
 
 private:
     std::vector<std::uint8_t> take(std::size_t n) {
@@ -344,34 +403,27 @@ std::int64_t file::size() const {
 }
 
 asio::awaitable<void> file::open(std::optional<std::string> mode) {
-    if (mode)
-        mode_ = *mode;
     if (!closed_) {
         if (backend().seekable())
             backend().seek(0, std::ios::beg);
         co_return;
     }
-    if (!backend().reopen(mode_))
+    const std::string reopened = mode.value_or(mode_);
+    if (!backend().reopen(reopened))
         throw error(errc::invalid_argument, "file: " + name_ + " cannot be reopened");
+    mode_ = reopened;
     closed_ = false;
 }
 
 asio::awaitable<void> file::close() {
-    if (closed_)
+    if (closed_ || backend().stays_open())
         co_return;
     closed_ = true;
     co_await backend().close();
 }
 
-asio::awaitable<std::optional<std::vector<std::uint8_t>>> file::next_line() {
-    auto line = co_await readline();
-    if (line.empty())
-        co_return std::nullopt;
-    co_return line;
-}
-
 bool file::multiple_chunks(std::size_t chunk_size) const {
-    return size() > static_cast<std::int64_t>(chunk_size);
+    return size() > static_cast<std::int64_t>(chunk_size == 0 ? default_chunk_size : chunk_size);
 }
 
 asio::awaitable<std::vector<std::uint8_t>> file::read(std::int64_t size) {
@@ -426,6 +478,56 @@ asio::awaitable<std::optional<std::vector<std::uint8_t>>> file_chunks::next() {
     if (piece.empty())
         co_return std::nullopt;
     co_return piece;
+}
+
+void file_lines::split_line() {
+    const auto begin = chunk_.begin() + static_cast<std::ptrdiff_t>(at_);
+    auto end = std::find_if(begin, chunk_.end(), [](std::uint8_t c) { return c == '\n' || c == '\r'; });
+    if (end != chunk_.end()) {
+        if (*end == '\r' && end + 1 != chunk_.end() && end[1] == '\n')
+            ++end;
+        ++end;
+    }
+    std::vector<std::uint8_t> line(begin, end);
+    at_ = static_cast<std::size_t>(end - chunk_.begin());
+    if (pending_) {
+        const bool lone_lf = line.size() == 1 && line[0] == '\n';
+        if (pending_->back() == '\r' && !lone_lf)
+            ready_.push_back(std::move(*pending_));  // the pending line ended at its '\r'
+        else
+            line.insert(line.begin(), pending_->begin(), pending_->end());  // it continues here
+        pending_.reset();
+    }
+    if (line.back() == '\n')
+        ready_.push_back(std::move(line));
+    else
+        pending_ = std::move(line);
+}
+
+asio::awaitable<std::optional<std::vector<std::uint8_t>>> file_lines::next() {
+    for (;;) {
+        if (!ready_.empty()) {
+            std::vector<std::uint8_t> line = std::move(ready_.front());
+            ready_.erase(ready_.begin());
+            co_return line;
+        }
+        if (at_ < chunk_.size()) {
+            split_line();
+            continue;
+        }
+        if (exhausted_)
+            co_return std::nullopt;
+        auto piece = co_await chunks_.next();
+        if (!piece) {
+            exhausted_ = true;
+            if (pending_)
+                ready_.push_back(std::move(*pending_));
+            pending_.reset();
+            continue;
+        }
+        chunk_ = std::move(*piece);
+        at_ = 0;
+    }
 }
 
 content_file::content_file(std::span<const std::uint8_t> content, std::string name)
@@ -500,6 +602,20 @@ std::string random_suffix() {
     return out;
 }
 
+// What a Python open() mode does: 'r', 'w', 'x' or 'a', and '+' when it also does the other.
+// errc::invalid_argument for a string Python's open() refuses.
+char python_mode_kind(std::string_view mode) {
+    const auto count = [&](char c) { return std::count(mode.begin(), mode.end(), c); };
+    const auto kinds = count('r') + count('w') + count('x') + count('a');
+    const bool valid = mode.find_first_not_of("rwxab+t") == std::string_view::npos && kinds == 1 &&
+                       count('b') <= 1 && count('t') <= 1 && count('+') <= 1 && !(count('b') && count('t'));
+    if (!valid)
+        throw error(errc::invalid_argument, "storage: invalid mode \"" + std::string(mode) + "\"");
+    if (count('+'))
+        return '+';
+    return mode[mode.find_first_of("rwxa")];
+}
+
 // Python's os.path.splitext on the last path segment: a leading dot does not start an extension.
 std::pair<std::string, std::string> split_extension(const std::string& name) {
     const auto slash = name.rfind('/');
@@ -565,10 +681,23 @@ asio::awaitable<std::string> storage::save(std::string name, file& content) {
 }
 
 asio::awaitable<file> storage::open(std::string_view name, std::string_view mode) {
-    if (mode != "rb" && mode != "r")
-        throw error(errc::not_supported,
-                    "storage: stored files open for reading only, not \"" + std::string(mode) + "\"");
-    co_return file(co_await newest(name), std::string(name));
+    const char kind = python_mode_kind(mode);
+    if (kind != 'r' && kind != 'w') {
+        throw error(errc::not_supported, "storage: a stored file cannot be appended to or updated; mode \"" +
+                                             std::string(mode) + "\" reads or writes a whole file only");
+    }
+    if (name.empty())
+        throw error(errc::invalid_argument, "storage: a file name must not be empty");
+    if (kind == 'r') {
+        grid_out out = co_await newest(name);
+        co_return file(std::make_unique<grid_out_backend>(std::move(out)), std::string(name),
+                       std::string(mode));
+    }
+    bson::builder fields;
+    fields.append("filename", name);
+    grid_in in = co_await grid_.new_file(fields.extract());
+    co_return file(std::make_unique<grid_in_backend>(std::move(in), grid_.bucket()), std::string(name),
+                   std::string(mode));
 }
 
 asio::awaitable<void> storage::delete_file(std::string_view name) {

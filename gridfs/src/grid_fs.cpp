@@ -2,8 +2,14 @@
 
 #include "upload_state.hpp"
 
+#include <unicode/ucnv.h>
+#include <unicode/utf16.h>
+
 #include <algorithm>
+#include <array>
+#include <cstdio>
 #include <limits>
+#include <memory>
 
 namespace asio = boost::asio;
 
@@ -65,15 +71,197 @@ bson::document with_field(bson::view doc, std::string_view key, const bson::valu
     return b.extract();
 }
 
-bool utf8_encoding(std::string_view encoding) {
-    std::string lower;
-    for (const char c : encoding)
-        lower += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-    return lower == "utf-8" || lower == "utf8" || lower == "utf_8";
+// Text encodings: Python's codec names on ICU's converters.
+
+// Python's codec lookup key (encodings.normalize_encoding after lower-casing): every run of characters other
+// than letters, digits and '.' becomes one '_', and '_' is trimmed from both ends.
+std::string python_codec_key(std::string_view name) {
+    std::string key;
+    bool gap = false;
+    for (char c : name) {
+        if (c >= 'A' && c <= 'Z')
+            c = static_cast<char>(c - 'A' + 'a');
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.') {
+            if (gap && !key.empty())
+                key += '_';
+            key += c;
+            gap = false;
+        } else {
+            gap = true;
+        }
+    }
+    return key;
 }
 
-std::span<const std::uint8_t> bytes_of(std::string_view text) {
-    return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
+// A Python codec that ICU's alias table does not give the same meaning, or does not know at all.
+struct python_codec {
+    std::string_view key;          // as python_codec_key gives it
+    const char* icu;               // the converter
+    std::string_view bom;          // Python's encode writes it before the text of every call
+    const char* swapped_icu;       // decode: a leading swapped_bom selects this converter instead (or null)
+    std::string_view swapped_bom;  // decode only
+};
+
+constexpr std::string_view utf8_bom("\xEF\xBB\xBF", 3);
+constexpr std::string_view utf16le_bom("\xFF\xFE", 2);
+constexpr std::string_view utf16be_bom("\xFE\xFF", 2);
+constexpr std::string_view utf32le_bom("\xFF\xFE\x00\x00", 4);
+constexpr std::string_view utf32be_bom("\x00\x00\xFE\xFF", 4);
+
+// Python's "utf-16" and "utf-32" write a byte order mark and the host's byte order (little-endian on the
+// hosts it ships on), and read either order after a mark; ICU's UTF-16 reads big-endian without one. Python's
+// aliases for UTF-8, Latin-1 and ASCII that ICU lacks are here too.
+constexpr python_codec python_codecs[] = {
+    {"utf_8", "UTF-8", {}, nullptr, {}},
+    {"utf8", "UTF-8", {}, nullptr, {}},
+    {"u8", "UTF-8", {}, nullptr, {}},
+    {"utf", "UTF-8", {}, nullptr, {}},
+    {"utf8_ucs2", "UTF-8", {}, nullptr, {}},
+    {"utf8_ucs4", "UTF-8", {}, nullptr, {}},
+    {"cp65001", "UTF-8", {}, nullptr, {}},
+    {"utf_8_sig", "UTF-8", utf8_bom, nullptr, {}},
+    {"utf8_sig", "UTF-8", utf8_bom, nullptr, {}},
+    {"utf_16", "UTF-16LE", utf16le_bom, "UTF-16BE", utf16be_bom},
+    {"utf16", "UTF-16LE", utf16le_bom, "UTF-16BE", utf16be_bom},
+    {"u16", "UTF-16LE", utf16le_bom, "UTF-16BE", utf16be_bom},
+    {"utf_32", "UTF-32LE", utf32le_bom, "UTF-32BE", utf32be_bom},
+    {"utf32", "UTF-32LE", utf32le_bom, "UTF-32BE", utf32be_bom},
+    {"u32", "UTF-32LE", utf32le_bom, "UTF-32BE", utf32be_bom},
+    {"latin", "ISO-8859-1", {}, nullptr, {}},
+    {"8859", "ISO-8859-1", {}, nullptr, {}},
+    {"cp819", "ISO-8859-1", {}, nullptr, {}},
+    {"iso_ir_100", "ISO-8859-1", {}, nullptr, {}},
+    {"us", "US-ASCII", {}, nullptr, {}},
+    {"us_ascii", "US-ASCII", {}, nullptr, {}},
+};
+
+struct resolved_codec {
+    std::string icu;
+    std::string_view bom;
+    std::string swapped_icu;
+    std::string_view swapped_bom;
+};
+
+resolved_codec resolve_codec(std::string_view encoding) {
+    std::string key = python_codec_key(encoding);
+    if (key.empty())
+        throw error(errc::invalid_argument, "unknown encoding: \"" + std::string(encoding) + "\"");
+    for (const auto& codec : python_codecs) {
+        if (codec.key == key)
+            return {codec.icu, codec.bom, codec.swapped_icu ? codec.swapped_icu : "", codec.swapped_bom};
+    }
+    // ICU matches names ignoring case and everything but letters and digits, so the key finds "latin_1",
+    // "utf_16_le", "shift_jis" or "cp1252" as well as the original spelling would.
+    return {std::move(key), {}, {}, {}};
+}
+
+struct converter_close {
+    void operator()(UConverter* c) const { ucnv_close(c); }
+};
+using converter = std::unique_ptr<UConverter, converter_close>;
+
+// An ICU converter that stops at the first sequence it cannot convert, as Python's errors="strict" does
+// (ICU's default substitutes a replacement character).
+converter open_converter(const std::string& icu_name, std::string_view encoding) {
+    UErrorCode status = U_ZERO_ERROR;
+    converter c(ucnv_open(icu_name.c_str(), &status));
+    if (U_FAILURE(status) || !c)
+        throw error(errc::invalid_argument, "unknown encoding: \"" + std::string(encoding) + "\"");
+    status = U_ZERO_ERROR;
+    ucnv_setFromUCallBack(c.get(), UCNV_FROM_U_CALLBACK_STOP, nullptr, nullptr, nullptr, &status);
+    ucnv_setToUCallBack(c.get(), UCNV_TO_U_CALLBACK_STOP, nullptr, nullptr, nullptr, &status);
+    if (U_FAILURE(status))
+        throw error(errc::invalid_argument,
+                    "encoding \"" + std::string(encoding) + "\": " + u_errorName(status));
+    return c;
+}
+
+std::string hex_bytes(std::string_view bytes) {
+    std::string out;
+    for (const char b : bytes) {
+        char hex[4];
+        std::snprintf(hex, sizeof hex, "%02X", static_cast<unsigned>(static_cast<unsigned char>(b)));
+        out += out.empty() ? "" : " ";
+        out += hex;
+    }
+    return out;
+}
+
+// Why a conversion stopped: the source bytes `from` could not read (source_name says what they should have
+// been), or the character `to` could not write.
+std::string conversion_failure(UConverter* to, UConverter* from, UErrorCode status, std::size_t source_offset,
+                               std::string_view source_name, std::string_view target_name) {
+    char bad[32];
+    std::int8_t bad_length = sizeof bad;
+    UErrorCode ignored = U_ZERO_ERROR;
+    ucnv_getInvalidChars(from, bad, &bad_length, &ignored);
+    if (U_SUCCESS(ignored) && bad_length > 0) {
+        const auto length = static_cast<std::size_t>(bad_length);
+        const std::string what = status == U_TRUNCATED_CHAR_FOUND ? "a truncated sequence" : "invalid bytes";
+        return what + " (" + hex_bytes(std::string_view(bad, length)) + ") at offset " +
+               std::to_string(source_offset - std::min(source_offset, length)) + " of the " +
+               std::string(source_name);
+    }
+    UChar units[32];
+    std::int8_t unit_count = sizeof units / sizeof units[0];
+    ignored = U_ZERO_ERROR;
+    ucnv_getInvalidUChars(to, units, &unit_count, &ignored);
+    if (U_SUCCESS(ignored) && unit_count > 0) {
+        UChar32 c = 0;
+        std::int32_t i = 0;
+        U16_NEXT(units, i, unit_count, c);
+        char code[16];
+        std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(c));
+        return "character " + std::string(code) + " is not in " + std::string(target_name);
+    }
+    return u_errorName(status);
+}
+
+// Converts `in` from `from`'s encoding to `to`'s through UTF-16, appending to out. errc::invalid_argument,
+// starting with context, at the first sequence either converter cannot convert.
+template <class Bytes>
+void convert(UConverter* to, UConverter* from, std::string_view in, Bytes& out, const std::string& context,
+             std::string_view source_name, std::string_view target_name) {
+    if (in.empty())
+        return;
+    std::array<UChar, 1024> pivot;
+    UChar* pivot_source = pivot.data();
+    UChar* pivot_target = pivot.data();
+    const char* source = in.data();
+    std::size_t used = out.size();
+    out.resize(used + in.size() + in.size() / 2 + 16);
+    for (bool reset = true;; reset = false) {
+        char* const begin = reinterpret_cast<char*>(out.data());
+        char* target = begin + used;
+        UErrorCode status = U_ZERO_ERROR;
+        ucnv_convertEx(to, from, &target, begin + out.size(), &source, in.data() + in.size(), pivot.data(),
+                       &pivot_source, &pivot_target, pivot.data() + pivot.size(), reset, true, &status);
+        used = static_cast<std::size_t>(target - begin);
+        if (status == U_BUFFER_OVERFLOW_ERROR) {
+            out.resize(out.size() * 2);
+            continue;
+        }
+        if (U_FAILURE(status)) {
+            throw error(errc::invalid_argument,
+                        context + ": " +
+                            conversion_failure(to, from, status, static_cast<std::size_t>(source - in.data()),
+                                               source_name, target_name));
+        }
+        out.resize(used);
+        return;
+    }
+}
+
+std::string_view chars_of(std::span<const std::uint8_t> data) {
+    return {reinterpret_cast<const char*>(data.data()), data.size()};
+}
+
+std::string text_encoding(const std::optional<bson::element>& field, const char* who) {
+    if (!field)
+        throw error(errc::invalid_argument, std::string(who) + ": the file has no encoding for text");
+    if (field->type() != BSON_TYPE_UTF8)
+        throw error(errc::invalid_argument, std::string(who) + ": the file's encoding is not a string");
+    return std::string(field->as_string());
 }
 
 // new_file's fields, checked and sorted into the engine's options; the others go into the files document as
@@ -181,6 +369,34 @@ gridfs::bucket bucket_named(wire::database db, std::string_view collection) {
 }
 
 }  // namespace
+
+std::vector<std::uint8_t> encode_text(std::string_view text, std::string_view encoding) {
+    const resolved_codec codec = resolve_codec(encoding);
+    const converter from = open_converter("UTF-8", "utf-8");
+    const converter to = open_converter(codec.icu, encoding);
+    const std::string quoted = "\"" + std::string(encoding) + "\"";
+    std::vector<std::uint8_t> out(codec.bom.begin(), codec.bom.end());
+    convert(to.get(), from.get(), text, out, "cannot encode the text as " + quoted, "UTF-8 text", quoted);
+    return out;
+}
+
+std::string decode_text(std::span<const std::uint8_t> data, std::string_view encoding) {
+    const resolved_codec codec = resolve_codec(encoding);
+    std::string_view in = chars_of(data);
+    std::string icu = codec.icu;
+    if (!codec.bom.empty() && in.starts_with(codec.bom)) {
+        in.remove_prefix(codec.bom.size());
+    } else if (!codec.swapped_bom.empty() && in.starts_with(codec.swapped_bom)) {
+        in.remove_prefix(codec.swapped_bom.size());
+        icu = codec.swapped_icu;
+    }
+    const converter from = open_converter(icu, encoding);
+    const converter to = open_converter("UTF-8", "utf-8");
+    const std::string quoted = "\"" + std::string(encoding) + "\"";
+    std::string out;
+    convert(to.get(), from.get(), in, out, "cannot decode the bytes as " + quoted, "data", "UTF-8");
+    return out;
+}
 
 // grid_file_view
 
@@ -309,17 +525,21 @@ asio::awaitable<void> grid_in::write(std::span<const std::uint8_t> data) {
 }
 
 asio::awaitable<void> grid_in::write(std::string_view text) {
-    const auto encoding = string_of(given_.find("encoding"));
-    if (!encoding)
-        throw error(errc::invalid_argument, "grid_in: must specify an encoding for the file to write text");
-    if (!utf8_encoding(*encoding))
-        throw error(errc::not_supported, "grid_in: text is written as UTF-8 only, not " + *encoding);
-    co_await write(bytes_of(text));
+    if (aborted_ || stored_ || !bucket_)
+        throw error(errc::invalid_argument, "grid_in: cannot write to a closed file");
+    const std::vector<std::uint8_t> data =
+        encode_text(text, text_encoding(given_.find("encoding"), "grid_in"));
+    co_await write(data);
 }
 
 asio::awaitable<void> grid_in::writelines(const std::vector<std::string>& lines) {
     for (const auto& line : lines)
         co_await write(std::string_view(line));
+}
+
+asio::awaitable<void> grid_in::writelines(std::span<const std::vector<std::uint8_t>> lines) {
+    for (const auto& line : lines)
+        co_await write(std::span<const std::uint8_t>(line));
 }
 
 asio::awaitable<void> grid_in::close() {
@@ -419,6 +639,12 @@ asio::awaitable<std::vector<std::uint8_t>> grid_out::readline(std::int64_t size)
     }
 }
 
+asio::awaitable<std::string> grid_out::read_text() {
+    const std::string encoding = text_encoding(file_.find("encoding"), "grid_out");
+    const std::vector<std::uint8_t> data = co_await read();
+    co_return decode_text(data, encoding);
+}
+
 asio::awaitable<std::optional<std::vector<std::uint8_t>>> grid_out::next_line() {
     auto line = co_await readline();
     if (line.empty())
@@ -502,12 +728,9 @@ asio::awaitable<bson::value> grid_fs::put(std::span<const std::uint8_t> data, bs
 }
 
 asio::awaitable<bson::value> grid_fs::put(std::string_view text, bson::document fields) const {
-    const auto encoding = string_of(fields.find("encoding"));
-    if (!encoding)
-        throw error(errc::invalid_argument, "grid_fs: put of text must name its encoding");
-    if (!utf8_encoding(*encoding))
-        throw error(errc::not_supported, "grid_fs: text is stored as UTF-8 only, not " + *encoding);
-    co_return co_await put(bytes_of(text), std::move(fields));
+    const std::vector<std::uint8_t> data =
+        encode_text(text, text_encoding(fields.find("encoding"), "grid_fs"));
+    co_return co_await put(data, std::move(fields));
 }
 
 asio::awaitable<grid_out> grid_fs::get(bson::value id) const {

@@ -4,6 +4,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <gridflow/gridfs/files.hpp>
+#include <gridflow/wire/collection.hpp>
 #include <gridflow/wire/error.hpp>
 
 #include "integration/gridfs/fixture.hpp"
@@ -14,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -33,6 +35,27 @@ std::vector<std::uint8_t> hex(std::string_view h) {
     std::vector<std::uint8_t> out;
     for (std::size_t i = 0; i + 1 < h.size(); i += 2)
         out.push_back(static_cast<std::uint8_t>(std::stoi(std::string(h.substr(i, 2)), nullptr, 16)));
+    return out;
+}
+
+// How many files of the storage are named `name` (revisions included).
+std::size_t count_named(asio::io_context& io, const gridfs::storage& store, std::string name) {
+    const auto count = [](wire::collection files, std::string filename) -> asio::awaitable<std::size_t> {
+        bson::builder filter;
+        filter.append("filename", filename);
+        auto cursor = co_await files.find(filter.view());
+        co_return (co_await cursor.to_vector()).size();
+    };
+    return run(io, count(store.bucket().files_collection(), std::move(name)));
+}
+
+// Every line of `for line in f` (Django's File.__iter__), over chunks of chunk_size.
+std::vector<std::string> lines_of(asio::io_context& io, gridfs::file& f,
+                                  std::size_t chunk_size = gridfs::file::default_chunk_size) {
+    auto lines = f.lines(chunk_size);
+    std::vector<std::string> out;
+    while (auto line = run(io, lines.next()))
+        out.push_back(text(*line));
     return out;
 }
 
@@ -68,19 +91,17 @@ BOOST_AUTO_TEST_CASE(content_file_is_a_file_in_memory) {
     BOOST_TEST(run(io, f.read()).empty());
     run(io, f.write(std::string_view("!")));
     BOOST_TEST(f.size() == 14);
-    run(io, f.open());  // rewinds
-    std::vector<std::string> lines;
-    while (auto line = run(io, f.next_line()))
-        lines.push_back(text(*line));
-    BOOST_TEST((lines == std::vector<std::string>{"one\n", "two\n", "three!"}));
+    BOOST_TEST((lines_of(io, f) == std::vector<std::string>{"one\n", "two\n", "three!"}));
+    // Django's ContentFile.close does nothing: the content stays readable; open() rewinds, mode unchanged.
     run(io, f.close());
-    BOOST_TEST(f.closed());
-    BOOST_TEST(!f.readable());
-    expect_errc(io, f.read(), errc::invalid_argument);
+    BOOST_TEST(!f.closed());
+    BOOST_TEST(f.readable());
+    BOOST_TEST(text(run(io, f.read(3))) == "");
     run(io, f.open("rb"));
-    BOOST_TEST(f.mode() == "rb");
+    BOOST_TEST(f.mode() == "r+b");
     BOOST_TEST(text(run(io, f.read(3))) == "one");
     BOOST_TEST(!f.multiple_chunks());
+    BOOST_TEST(!f.multiple_chunks(0));  // 0: the default size, as Django's `chunk_size or DEFAULT_CHUNK_SIZE`
     BOOST_TEST(f.multiple_chunks(5));
     BOOST_TEST((chunk_sizes(io, f, 5,
                             std::vector<std::uint8_t>{'o', 'n', 'e', '\n', 't', 'w', 'o', '\n', 't', 'h', 'r',
@@ -106,6 +127,7 @@ BOOST_AUTO_TEST_CASE(chunks_over_a_stored_file_larger_than_64_kib) {
     run(f.io, stored.read(10));  // chunks() starts from the beginning whatever the position
     BOOST_TEST((chunk_sizes(f.io, stored, gridfs::file::default_chunk_size, data) ==
                 std::vector<std::size_t>{65536, 65536, 65536, 3392}));
+    BOOST_TEST((chunk_sizes(f.io, stored, 0, data) == std::vector<std::size_t>{65536, 65536, 65536, 3392}));
     // Closed and reopened: the stored file rewinds.
     run(f.io, stored.close());
     run(f.io, stored.open());
@@ -130,7 +152,9 @@ BOOST_AUTO_TEST_CASE(file_wraps_grid_out_grid_in_and_local_files) {
     BOOST_TEST(reader.readable());
     BOOST_TEST(text(run(f.io, reader.readline())) == "a\n");
     BOOST_TEST(text(run(f.io, reader.readline())) == "b\n");
-    BOOST_TEST(!run(f.io, reader.next_line()).has_value());
+    BOOST_TEST(run(f.io, reader.readline()).empty());
+    // Iteration starts over from the beginning, as Django's (through chunks()).
+    BOOST_TEST((lines_of(f.io, reader) == std::vector<std::string>{"a\n", "b\n"}));
 
     const auto path = std::filesystem::temp_directory_path() / test::unique_name("django_local");
     {
@@ -261,7 +285,6 @@ BOOST_AUTO_TEST_CASE(storage_has_django_semantics) {
     expect_errc(f.io, store.open("users/ada/avatar.png"), errc::file_not_found);
     expect_errc(f.io, store.size("users/ada/avatar.png"), errc::file_not_found);
     expect_errc(f.io, store.get_modified_time("nope"), errc::file_not_found);
-    expect_errc(f.io, store.open(second, "wb"), errc::not_supported);
     expect_errc(f.io, store.get_available_name(""), errc::invalid_argument);
 
     gridfs::storage no_urls(f.make_bucket());
@@ -290,4 +313,153 @@ BOOST_AUTO_TEST_CASE(field_file_save_and_delete) {
     BOOST_TEST(!run(f.io, store.exists(current)));
     BOOST_TEST(run(f.io, store.exists("cv.txt")));
     run(f.io, resume.delete_file());  // empty: nothing to do
+}
+
+// Django's File.__iter__ over bytes: lines end at '\n', "\r\n" or '\r' (bytes.splitlines), and a '\r' that
+// ends one chunk joins a '\n' that starts the next. The expected lines are what Django's own code yields for
+// the same bytes and chunk size.
+BOOST_AUTO_TEST_CASE(line_iteration_follows_djangos_universal_newlines) {
+    asio::io_context io;
+    struct sample {
+        std::string body;
+        std::size_t chunk_size;
+        std::vector<std::string> lines;
+    };
+    const std::vector<sample> samples{
+        {"one\r\ntwo\r\nthree", 65536, {"one\r\n", "two\r\n", "three"}},
+        {"one\rtwo\rthree\r", 65536, {"one\r", "two\r", "three\r"}},
+        {"ab\r\ncd\r\n", 3, {"ab\r\n", "cd\r\n"}},  // "\r" | "\n" across chunks: one line end
+        {"ab\r\ncd\r\n", 4, {"ab\r\n", "cd\r\n"}},
+        {"a\r\rb\n\r\nc\r", 2, {"a\r", "\r", "b\n", "\r\n", "c\r"}},
+        {"\r\n\r\n", 1, {"\r\n", "\r\n"}},
+        {"mixed\nunix\r\ndos\rmac", 5, {"mixed\n", "unix\r\n", "dos\r", "mac"}},
+        {"", 4, {}},
+        {"no line end", 3, {"no line end"}},
+    };
+    for (const auto& s : samples) {
+        BOOST_TEST_CONTEXT("chunk size " << s.chunk_size << ", body " << s.body.size() << " bytes") {
+            gridfs::content_file f(s.body);
+            BOOST_TEST(lines_of(io, f, s.chunk_size) == s.lines);
+        }
+    }
+    // readline() is the stream's own: '\n' only, as Python's binary readline.
+    gridfs::content_file mac(std::string_view("a\rb\r\nc"));
+    BOOST_TEST(text(run(io, mac.readline())) == "a\rb\r\n");
+}
+
+BOOST_AUTO_TEST_CASE(line_iteration_over_stored_crlf_and_cr_files) {
+    fixture f;
+    gridfs::storage store(f.make_bucket());
+    gridfs::content_file dos(std::string_view("first\r\nsecond\r\nlast"));
+    gridfs::content_file mac(std::string_view("first\rsecond\rlast\r"));
+    // A "\r\n" split by the 64 KiB boundary of chunks(): '\r' is byte 65535, '\n' byte 65536.
+    std::string long_line(65535, 'x');
+    gridfs::content_file split(long_line + "\r\ny\rz");
+    auto dos_file = run(f.io, store.open(run(f.io, store.save("dos.txt", dos))));
+    auto mac_file = run(f.io, store.open(run(f.io, store.save("mac.txt", mac))));
+    auto split_file = run(f.io, store.open(run(f.io, store.save("split.txt", split))));
+    BOOST_TEST((lines_of(f.io, dos_file) == std::vector<std::string>{"first\r\n", "second\r\n", "last"}));
+    BOOST_TEST((lines_of(f.io, mac_file) == std::vector<std::string>{"first\r", "second\r", "last\r"}));
+    BOOST_TEST((lines_of(f.io, split_file) == std::vector<std::string>{long_line + "\r\n", "y\r", "z"}));
+    // Small chunks over a stored file split the same way.
+    BOOST_TEST((lines_of(f.io, dos_file, 6) == std::vector<std::string>{"first\r\n", "second\r\n", "last"}));
+}
+
+BOOST_AUTO_TEST_CASE(storage_open_for_writing_stores_the_file_at_close) {
+    fixture f;
+    gridfs::storage store(f.make_bucket());
+    gridfs::content_file old(std::string_view("old"));
+    BOOST_TEST(run(f.io, store.save("report.txt", old)) == "report.txt");
+    run(f.io, store.save("report.txt", old));  // stored as report_XXXXXXX.txt, untouched below
+
+    // Django's FileSystemStorage.open(name, "wb") writes that very name.
+    auto writer = run(f.io, store.open("report.txt", "wb"));
+    BOOST_TEST(writer.name() == "report.txt");
+    BOOST_TEST(writer.mode() == "wb");
+    BOOST_TEST(writer.writable());
+    BOOST_TEST(!writer.readable());
+    run(f.io, writer.write(std::string_view("new ")));
+    run(f.io, writer.write(std::string_view("content")));
+    // Not visible before close: readers still get the old file.
+    BOOST_TEST(text(run(f.io, run(f.io, store.open("report.txt")).read())) == "old");
+    run(f.io, writer.close());
+    BOOST_TEST(text(run(f.io, run(f.io, store.open("report.txt")).read())) == "new content");
+    BOOST_TEST(run(f.io, store.size("report.txt")) == 11);
+    // The older file of that name is gone, as "wb" truncates; the suffixed one is another name and stays.
+    BOOST_TEST(count_named(f.io, store, "report.txt") == 1u);
+    const auto [dirs, names] = run(f.io, store.listdir(""));
+    BOOST_TEST(names.size() == 2u);
+    expect_errc(f.io, writer.open(), errc::invalid_argument);  // a stored file cannot be reopened for writing
+
+    // A new name, and text mode (UTF-8 bytes).
+    auto fresh = run(f.io, store.open("fresh.txt", "w"));
+    BOOST_TEST(fresh.mode() == "w");
+    BOOST_TEST(!run(f.io, store.exists("fresh.txt")));
+    run(f.io, fresh.write(std::string_view("é")));
+    run(f.io, fresh.close());
+    BOOST_TEST(run(f.io, store.size("fresh.txt")) == 2);
+    auto reader = run(f.io, store.open("fresh.txt", "r"));
+    BOOST_TEST(reader.mode() == "r");
+    BOOST_TEST(text(run(f.io, reader.read())) == "é");
+
+    // Of two writers, the one closed last is the file (closes a few milliseconds apart: uploadDate has
+    // millisecond resolution).
+    auto first = run(f.io, store.open("race.txt", "wb"));
+    auto second = run(f.io, store.open("race.txt", "wb"));
+    run(f.io, first.write(std::string_view("first")));
+    run(f.io, second.write(std::string_view("second")));
+    run(f.io, second.close());
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    run(f.io, first.close());
+    BOOST_TEST(text(run(f.io, run(f.io, store.open("race.txt")).read())) == "first");
+    BOOST_TEST(count_named(f.io, store, "race.txt") == 1u);
+
+    // A newer file of the name (here one dated an hour ahead) is never deleted by an older writer's close;
+    // the writer's own file, which open() would never return, is deleted instead, so one file is left.
+    gridfs::content_file later(std::string_view("from the future"));
+    BOOST_TEST(run(f.io, store.save("later.txt", later)) == "later.txt");
+    bson::builder future;
+    future.append_document("$set", [](bson::builder& set) {
+        set.append("filename", "race.txt");
+        set.append("uploadDate", std::chrono::system_clock::now() + std::chrono::hours(1));
+    });
+    const auto files = store.bucket().files_collection();
+    run(f.io,
+        files.update_one(bson::document::from_json(R"({"filename": "later.txt"})").view(), future.view()));
+    auto third = run(f.io, store.open("race.txt", "wb"));
+    run(f.io, third.write(std::string_view("third")));
+    run(f.io, third.close());
+    BOOST_TEST(count_named(f.io, store, "race.txt") == 1u);
+    BOOST_TEST(text(run(f.io, run(f.io, store.open("race.txt")).read())) == "from the future");
+}
+
+BOOST_AUTO_TEST_CASE(storage_open_modes) {
+    fixture f;
+    gridfs::storage store(f.make_bucket());
+    gridfs::content_file body(std::string_view("body"));
+    run(f.io, store.save("a.txt", body));
+    // Appending or updating a stored file: GridFS files are immutable.
+    for (const char* mode : {"ab", "a", "r+b", "rb+", "w+b", "xb", "x"}) {
+        BOOST_TEST_CONTEXT(mode) {
+            expect_errc(f.io, store.open("a.txt", mode), errc::not_supported);
+        }
+    }
+    // Not a mode Python's open() accepts.
+    for (const char* mode : {"", "q", "rw", "rbb", "rbt", "b"}) {
+        BOOST_TEST_CONTEXT(mode) {
+            expect_errc(f.io, store.open("a.txt", mode), errc::invalid_argument);
+        }
+    }
+    for (const char* mode : {"rb", "r", "rt", "br"}) {
+        BOOST_TEST_CONTEXT(mode) {
+            auto file = run(f.io, store.open("a.txt", mode));
+            BOOST_TEST(file.mode() == mode);
+            BOOST_TEST(text(run(f.io, file.read())) == "body");
+            // Django's File.open on an open file rewinds and keeps the mode.
+            run(f.io, file.open("wb"));
+            BOOST_TEST(file.mode() == mode);
+            BOOST_TEST(file.tell() == 0);
+        }
+    }
+    expect_errc(f.io, store.open("", "wb"), errc::invalid_argument);
 }

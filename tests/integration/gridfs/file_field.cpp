@@ -218,6 +218,48 @@ BOOST_AUTO_TEST_CASE(streaming_replacement_that_never_closes_keeps_the_old_file)
     BOOST_TEST(count_chunks(f, fs) == 0u);
 }
 
+// Deliberately unlike MongoEngine's new_file(), which orphans the old file (file_field.hpp explains why): the
+// old file stays readable while the new one streams, and close() deletes it.
+BOOST_AUTO_TEST_CASE(streaming_replacement_deletes_the_old_file_at_close_not_before) {
+    fixture f;
+    gridfs::grid_fs fs(f.db);
+    gridfs::file_field photo(fs);
+    run(f.io, photo.put(bytes("old photo")));
+    const auto old_id = *photo.id();
+    run(f.io, photo.new_file(fields(R"({"filename": "new.jpg", "chunkSize": 4})")));
+    run(f.io, photo.write(bytes("new photo bytes")));
+    BOOST_TEST(!(*photo.id() == old_id));
+    // Mid-stream: the old file is whole, and a record still naming it reads it.
+    auto old_copy = gridfs::file_field::from_bson(fs, old_id);
+    BOOST_TEST(text(run(f.io, old_copy.read())) == "old photo");
+    BOOST_TEST(!run(f.io, fs.exists(*photo.id())));  // the new file is not visible yet
+    run(f.io, photo.close());
+    BOOST_TEST(!run(f.io, fs.exists(old_id)));
+    BOOST_TEST(text(run(f.io, photo.read())) == "new photo bytes");
+    BOOST_TEST(count_files(f, fs) == 1u);
+    // A second close is a no-op, and writing after close needs a new_file.
+    run(f.io, photo.close());
+    expect_errc(f.io, photo.write(bytes("x")), errc::invalid_argument);
+}
+
+// write(string_view) and put(text) encode in the `encoding` field, as PyMongo's GridIn under MongoEngine.
+BOOST_AUTO_TEST_CASE(text_is_encoded_in_the_files_encoding) {
+    fixture f;
+    gridfs::grid_fs fs(f.db);
+    gridfs::file_field note(fs);
+    run(f.io, note.new_file(fields(R"({"encoding": "latin-1"})")));
+    run(f.io, note.write(std::string_view("café")));
+    expect_errc(f.io, note.write(std::string_view("€")), errc::invalid_argument);
+    run(f.io, note.close());
+    BOOST_TEST(run(f.io, note.read()).value() == bytes("caf\xE9"));
+    gridfs::file_field wide(fs);
+    run(f.io, wide.put(std::string_view("é"), fields(R"({"encoding": "utf-16-le"})")));
+    BOOST_TEST(run(f.io, wide.read()).value() == bytes(std::string_view("\xE9\0", 2)));
+    auto* out = run(f.io, wide.get());
+    out->seek(0);
+    BOOST_TEST(run(f.io, out->read_text()) == "é");
+}
+
 BOOST_AUTO_TEST_CASE(delete_files_leaves_no_orphans) {
     fixture f;
     gridfs::grid_fs fs(f.db);

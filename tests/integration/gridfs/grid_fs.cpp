@@ -99,8 +99,150 @@ BOOST_AUTO_TEST_CASE(put_of_text_needs_an_encoding) {
     BOOST_TEST(text(run(f.io, out.read())) == "héllo");
     BOOST_TEST(out.get("encoding")->to_json() == R"("utf-8")");
     expect_errc(f.io, fs.put(std::string_view("x")), errc::invalid_argument);
-    expect_errc(f.io, fs.put(std::string_view("x"), fields(R"({"encoding": "latin-1"})")),
-                errc::not_supported);
+    expect_errc(f.io, fs.put(std::string_view("x"), fields(R"({"encoding": 8859})")), errc::invalid_argument);
+}
+
+// PyMongo's put(str, encoding=...) is str.encode(encoding): the stored bytes are in the file's encoding.
+BOOST_AUTO_TEST_CASE(put_of_text_stores_it_in_the_files_encoding) {
+    fixture f;
+    gridfs::grid_fs fs(f.db);
+    const auto stored = [&](std::string_view body, const char* encoding) {
+        const auto id = run(f.io, fs.put(body, by("encoding", bson::value(encoding))));
+        auto out = run(f.io, fs.get(id));
+        BOOST_TEST(out.get("encoding")->to_json() == "\"" + std::string(encoding) + "\"");
+        return run(f.io, out.read());
+    };
+    BOOST_TEST(stored("é", "latin-1") == bytes("\xE9"));
+    BOOST_TEST(stored("hé", "utf-16-le") == bytes(std::string_view("h\0\xE9\0", 4)));
+    BOOST_TEST(stored("hé", "UTF-16BE") == bytes(std::string_view("\0h\0\xE9", 4)));
+    BOOST_TEST(stored("é", "utf-16") == bytes(std::string_view("\xFF\xFE\xE9\0", 4)));
+    BOOST_TEST(stored("日本\\~", "shift_jis") == bytes("\x93\xFA\x96\x7B\\~"));
+    BOOST_TEST(stored("€ œ", "cp1252") == bytes("\x80 \x9C"));
+    BOOST_TEST(stored("plain", "ascii") == bytes("plain"));
+    BOOST_TEST(stored("é", "utf-8-sig") == bytes("\xEF\xBB\xBF\xC3\xA9"));
+
+    // Text the encoding cannot hold, an unknown encoding, or text that is not UTF-8: a typed error, as
+    // Python's UnicodeEncodeError and LookupError, and no file (no silent '?' substitution).
+    expect_errc(f.io, fs.put(std::string_view("€"), fields(R"({"encoding": "latin-1", "filename": "no"})")),
+                errc::invalid_argument);
+    expect_errc(f.io, fs.put(std::string_view("é"), fields(R"({"encoding": "ascii", "filename": "no"})")),
+                errc::invalid_argument);
+    expect_errc(f.io, fs.put(std::string_view("x"), fields(R"({"encoding": "klingon", "filename": "no"})")),
+                errc::invalid_argument);
+    expect_errc(f.io, fs.put(std::string_view("\xFFx"), fields(R"({"encoding": "utf-8", "filename": "no"})")),
+                errc::invalid_argument);
+    BOOST_TEST(!run(f.io, fs.exists(fields(R"({"filename": "no"})"))));
+}
+
+BOOST_AUTO_TEST_CASE(encode_text_takes_pythons_codec_spellings) {
+    const auto e9 = bytes("\xE9");
+    for (const char* name : {"latin-1", "latin_1", "Latin 1", "LATIN1", "latin", "L1", "iso-8859-1",
+                             "iso8859_1", "ISO_8859-1", "cp819", "8859"}) {
+        BOOST_TEST_CONTEXT(name) {
+            BOOST_TEST(gridfs::encode_text("é", name) == e9);
+        }
+    }
+    const auto le = bytes(std::string_view("\xE9\0", 2));
+    for (const char* name : {"utf-16-le", "utf_16_le", "UTF-16LE", "utf_16le", "UTF16LE"}) {
+        BOOST_TEST_CONTEXT(name) {
+            BOOST_TEST(gridfs::encode_text("é", name) == le);
+        }
+    }
+    for (const char* name : {"utf-8", "UTF8", "utf_8", "u8", "utf", "cp65001"}) {
+        BOOST_TEST_CONTEXT(name) {
+            BOOST_TEST(gridfs::encode_text("é", name) == bytes("\xC3\xA9"));
+        }
+    }
+    BOOST_TEST(gridfs::encode_text("é", "utf-32") == bytes(std::string_view("\xFF\xFE\0\0\xE9\0\0\0", 8)));
+    BOOST_TEST(gridfs::encode_text("", "utf-16") == bytes("\xFF\xFE"));  // Python: "".encode("utf-16")
+    BOOST_TEST(gridfs::encode_text("", "latin-1").empty());
+
+    const auto refused = [](std::string_view text, std::string_view encoding) {
+        try {
+            (void)gridfs::encode_text(text, encoding);
+            return false;
+        } catch (const error& e) {
+            return e.code() == make_error_code(errc::invalid_argument);
+        }
+    };
+    for (const char* name : {"klingon", "", "-", "idna", "unicode_escape", "rot13", "base64"}) {
+        BOOST_TEST_CONTEXT(name) {
+            BOOST_TEST(refused("x", name));
+        }
+    }
+    BOOST_TEST(refused("caf\xC3", "utf-8"));        // truncated UTF-8
+    BOOST_TEST(refused("\xED\xA0\x80", "utf-16"));  // an encoded surrogate is not UTF-8
+    BOOST_TEST(refused("\xC0\x80", "latin-1"));     // overlong
+    BOOST_TEST(refused("①", "latin-1"));
+    BOOST_TEST(refused("a€", "ascii"));
+
+    // Decoding, Python's bytes.decode(encoding).
+    BOOST_TEST(gridfs::decode_text(e9, "latin-1") == "é");
+    BOOST_TEST(gridfs::decode_text(bytes(std::string_view("\xFF\xFE\xE9\0\xFF\xFE\xE9\0", 8)), "utf-16") ==
+               "é\uFEFFé");
+    BOOST_TEST(gridfs::decode_text(bytes(std::string_view("\xFE\xFF\0\xE9", 4)), "utf-16") == "é");
+    BOOST_TEST(gridfs::decode_text(bytes(std::string_view("\xE9\0", 2)), "utf-16") == "é");
+    BOOST_TEST(gridfs::decode_text(bytes(std::string_view("\xFF\xFE\xE9\0", 4)), "utf-16-le") == "\uFEFFé");
+    BOOST_TEST(gridfs::decode_text(bytes("\xEF\xBB\xBF\xC3\xA9"), "utf-8-sig") == "é");
+    BOOST_TEST(gridfs::decode_text(bytes("\xEF\xBB\xBF\xC3\xA9"), "utf-8") == "\uFEFFé");
+    BOOST_TEST(gridfs::decode_text(bytes("\x93\xFA\x96\x7B"), "shift_jis") == "日本");
+    BOOST_CHECK_THROW((void)gridfs::decode_text(e9, "ascii"), error);
+    BOOST_CHECK_THROW((void)gridfs::decode_text(e9, "utf-8"), error);
+    BOOST_CHECK_THROW((void)gridfs::decode_text(bytes(std::string_view("\xE9\0\xE9", 3)), "utf-16-le"),
+                      error);
+    BOOST_CHECK_THROW((void)gridfs::decode_text(e9, "klingon"), error);
+}
+
+BOOST_AUTO_TEST_CASE(grid_in_encodes_text_and_grid_out_decodes_it) {
+    fixture f;
+    gridfs::grid_fs fs(f.db);
+    auto in =
+        run(f.io, fs.new_file(fields(R"({"filename": "notes", "encoding": "utf-16-le", "chunkSize": 3})")));
+    run(f.io, in.write(std::string_view("hé")));
+    run(f.io, in.writelines({"\n", "日本"}));
+    // A character the encoding lacks fails that write alone; nothing of it is written.
+    auto latin = run(f.io, fs.new_file(fields(R"({"encoding": "latin-1"})")));
+    run(f.io, latin.write(std::string_view("café ")));
+    expect_errc(f.io, latin.write(std::string_view("costs 5 €")), errc::invalid_argument);
+    BOOST_TEST(latin.length() == 5);
+    // The encoding as set() before close is the one used, as PyMongo's GridIn.encoding attribute.
+    run(f.io, latin.set("encoding", bson::value("cp1252")));
+    run(f.io, latin.write(std::string_view("€")));
+    run(f.io, latin.close());
+    run(f.io, in.close());
+
+    auto out = run(f.io, fs.get(in.id()));
+    BOOST_TEST(run(f.io, out.read()) == bytes(std::string_view("h\0\xE9\0\n\0\xE5\x65\x2C\x67", 10)));
+    out.seek(0);
+    BOOST_TEST(run(f.io, out.read_text()) == "hé\n日本");
+    BOOST_TEST(out.tell() == 10);
+    BOOST_TEST(run(f.io, out.read_text()).empty());
+    out.seek(1);  // inside a character: not valid UTF-16
+    expect_errc(f.io, out.read_text(), errc::invalid_argument);
+
+    auto cp1252 = run(f.io, fs.get(latin.id()));
+    BOOST_TEST(run(f.io, cp1252.read()) == bytes("caf\xE9 \x80"));
+    cp1252.seek(0);
+    BOOST_TEST(run(f.io, cp1252.read_text()) == "café €");
+
+    // No encoding: no text either way.
+    const auto raw = run(f.io, fs.put(bytes("\xE9")));
+    auto no_encoding = run(f.io, fs.get(raw));
+    expect_errc(f.io, no_encoding.read_text(), errc::invalid_argument);
+    const auto ascii = run(f.io, fs.put(bytes("\xE9"), fields(R"({"encoding": "ascii"})")));
+    auto not_ascii = run(f.io, fs.get(ascii));
+    expect_errc(f.io, not_ascii.read_text(), errc::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(writelines_takes_bytes_without_an_encoding) {
+    fixture f;
+    gridfs::grid_fs fs(f.db);
+    auto in = run(f.io, fs.new_file(fields(R"({"chunkSize": 2})")));
+    const std::vector<std::vector<std::uint8_t>> lines{bytes("one\n"), bytes(std::string_view("\xFF\0", 2)),
+                                                       bytes("")};
+    run(f.io, in.writelines(lines));
+    run(f.io, in.close());
+    BOOST_TEST(run(f.io, run(f.io, fs.get(in.id())).read()) == bytes(std::string_view("one\n\xFF\0", 6)));
 }
 
 BOOST_AUTO_TEST_CASE(put_with_an_existing_id_is_file_exists) {
@@ -344,6 +486,23 @@ BOOST_AUTO_TEST_CASE(readline_readchunk_seek_and_iteration) {
     out.close();
     BOOST_TEST(out.closed());
     expect_errc(f.io, out.read(), errc::invalid_argument);
+}
+
+// PyMongo's GridOut.readline (and PyMongo 4's line iteration) ends lines at b"\n" only: a "\r\n" line keeps
+// its '\r', and a lone '\r' ends nothing, wherever the chunks fall.
+BOOST_AUTO_TEST_CASE(readline_splits_at_lf_only_as_pymongo) {
+    fixture f;
+    gridfs::grid_fs fs(f.db);
+    const std::string body = "dos\r\nmac\rstill mac\r\r\nunix\nend\r";
+    const auto id = run(f.io, fs.put(bytes(body), fields(R"({"chunkSize": 4})")));
+    auto out = run(f.io, fs.get(id));
+    std::vector<std::string> lines;
+    while (auto line = run(f.io, out.next_line()))
+        lines.push_back(text(*line));
+    BOOST_TEST((lines == std::vector<std::string>{"dos\r\n", "mac\rstill mac\r\r\n", "unix\n", "end\r"}));
+    out.seek(0);
+    BOOST_TEST(text(run(f.io, out.readline())) == "dos\r\n");
+    BOOST_TEST(text(run(f.io, out.readline(4))) == "mac\r");
 }
 
 BOOST_AUTO_TEST_CASE(lazily_opened_grid_out_from_find_reads_and_seeks) {

@@ -1,6 +1,8 @@
 // grid_fs interop with PyMongo (Debian python3-pymongo): a file written with grid_fs::put and extra fields
 // reads back through PyMongo's GridFS.get with those fields and the same bytes; a file PyMongo's GridFS.put
-// stored with extra fields reads back through grid_fs::get with them.
+// stored with extra fields reads back through grid_fs::get with them. Text stored with an encoding has the
+// same bytes either way (PyMongo's str.encode(encoding) and our encode_text), and readline splits lines as
+// PyMongo's does.
 //
 // PyMongo's side is grid_fs_peer.py in this folder. The interpreter is the first of $GRIDFLOW_PYTHON, the
 // python3 programs on PATH and /usr/bin/python3 that can import gridfs (a pyenv python3 usually cannot).
@@ -33,6 +35,21 @@ const std::string peer_script = std::string(GRIDFLOW_SOURCE_DIR) + "/tests/inter
 
 bson::document run_peer(const std::vector<std::string>& args) {
     return test::run_python_peer(peer_script, args);
+}
+
+std::string id_json(const bson::value& id) {
+    bson::builder doc;
+    doc.append("_id", id);
+    return doc.view().to_json();
+}
+
+std::vector<std::uint8_t> binary_of(const bson::element& e) {
+    const auto b = e.as_binary();
+    return {b.bytes.begin(), b.bytes.end()};
+}
+
+std::vector<std::uint8_t> bytes(std::string_view s) {
+    return {s.begin(), s.end()};
 }
 
 struct fixture {
@@ -95,4 +112,84 @@ BOOST_FIXTURE_TEST_CASE(pymongo_put_with_extra_fields_reads_back_through_grid_fs
         ++lines;
     }
     BOOST_TEST(lines == 1000u);
+}
+
+BOOST_FIXTURE_TEST_CASE(pymongo_text_reads_back_as_its_encodings_bytes_and_text, fixture) {
+    const auto put = run_peer({"put_text", uri, database, "interop"});
+    struct expected {
+        const char* key;
+        std::vector<std::uint8_t> bytes;
+        std::string text;
+    };
+    const std::vector<expected> files{
+        {"latin1", bytes("\xE9t\xE9"), "été"},
+        {"utf16le", bytes(std::string_view("h\0\xE9\0", 4)), "hé"},
+        // Two writes, two byte order marks; decoding keeps the second as U+FEFF, as Python's does.
+        {"utf16", bytes(std::string_view("\xFF\xFEh\0\xE9\0\xFF\xFE!\0", 10)), "hé\uFEFF!"},
+        {"shift_jis", bytes("\x93\xFA\x96\x7B"), "日本"},
+        {"cp1252", bytes("\x80"), "€"},
+    };
+    for (const auto& file : files) {
+        BOOST_TEST_CONTEXT(file.key) {
+            auto out = run(io, fs.get(bson::value(put.at(file.key))));
+            BOOST_TEST(run(io, out.read()) == file.bytes);
+            out.seek(0);
+            BOOST_TEST(run(io, out.read_text()) == file.text);
+        }
+    }
+}
+
+BOOST_FIXTURE_TEST_CASE(grid_fs_text_decodes_through_pymongo, fixture) {
+    struct sample {
+        const char* encoding;
+        std::vector<std::string> writes;
+    };
+    const std::vector<sample> samples{
+        {"latin-1", {"été"}}, {"utf-16-le", {"hé", "日本"}},  {"utf-16", {"hé", "!"}},
+        {"utf_32", {"😀"}},    {"shift_jis", {"日本", "\\~"}}, {"cp1252", {"€ œ"}},
+        {"utf-8-sig", {"é"}},
+    };
+    for (const auto& s : samples) {
+        BOOST_TEST_CONTEXT(s.encoding) {
+            bson::builder fields;
+            fields.append("encoding", s.encoding);
+            auto in = run(io, fs.new_file(fields.extract()));
+            std::string joined;
+            std::vector<std::uint8_t> encoded;
+            for (const auto& w : s.writes) {
+                run(io, in.write(std::string_view(w)));
+                joined += w;
+                const auto piece = gridfs::encode_text(w, s.encoding);
+                encoded.insert(encoded.end(), piece.begin(), piece.end());
+            }
+            run(io, in.close());
+            const auto got = run_peer({"get_text", uri, database, "interop", id_json(in.id())});
+            BOOST_TEST(got.at("encoding").as_string() == s.encoding);
+            BOOST_TEST(binary_of(got.at("data")) == encoded);
+            // Python's decode of the bytes gives back the text written, a mark per write included, as
+            // Python's own writes would have stored it.
+            std::string expected = joined;
+            if (std::string_view(s.encoding) == "utf-16")
+                expected = "hé\uFEFF!";
+            if (std::string_view(s.encoding) == "utf-8-sig")
+                expected = "é";
+            BOOST_TEST(got.at("text").as_string() == expected);
+        }
+    }
+}
+
+BOOST_FIXTURE_TEST_CASE(readline_splits_lines_as_pymongo, fixture) {
+    const std::string body = "dos\r\nmac\ronly\r\r\n\nunix\nlast\r";
+    bson::builder fields;
+    fields.append("chunkSize", std::int32_t{4});
+    const auto id = run(io, fs.put(bytes(body), fields.extract()));
+    const auto got = run_peer({"readlines", uri, database, "interop", id_json(id)});
+    std::vector<std::vector<std::uint8_t>> theirs;
+    got.at("lines").as_array().for_each([&](const bson::element& e) { theirs.push_back(binary_of(e)); });
+    auto out = run(io, fs.get(id));
+    std::vector<std::vector<std::uint8_t>> ours;
+    while (auto line = run(io, out.next_line()))
+        ours.push_back(std::move(*line));
+    BOOST_TEST(theirs.size() == 5u);  // "dos\r\n", "mac\ronly\r\r\n", "\n", "unix\n", "last\r"
+    BOOST_TEST((ours == theirs));
 }

@@ -17,6 +17,16 @@
 //
 // MongoEngine leaves a deleted record's files behind; delete_files() deletes every file a record references.
 //
+// Replacing a file deletes the old one, where MongoEngine's new_file() orphans it. A field is the one
+// reference its record holds to its file; MongoEngine overwrites that reference on new_file(), so its old
+// file stays stored with nothing left that names it, and no call can ever find it for deletion. replace()
+// already deletes the old file in MongoEngine too, so new_file()/close() doing the same makes both ways of
+// replacing a file agree. The old file is deleted only once the new one is complete (close()), so a failed
+// or abandoned stream loses nothing. As with replace(), the record stored in the database names the old id
+// until the caller saves it again: save the record right after close(); a reader loading the record in
+// between finds errc::file_not_found, never a partial file. Code that must keep the old file (shared by other
+// records) stores a new file with grid_fs::put and points a new field at it instead.
+//
 // Cancellation: as grid_fs (grid_fs.hpp). A file_field belongs to one task at a time.
 #pragma once
 
@@ -64,8 +74,10 @@ public:
     boost::asio::awaitable<void> put(std::string_view text, bson::document fields = {});
 
     // Streaming: new_file, write repeatedly, close. The field refers to the new file from new_file on; an
-    // old file it referred to is deleted by close() (not silently orphaned, as MongoEngine does), and kept
-    // when the new file is never closed. write before new_file is errc::invalid_argument.
+    // old file it referred to is deleted by close() (not silently orphaned, as MongoEngine does: see the top
+    // of this header), and kept when the new file is never closed. write before new_file is
+    // errc::invalid_argument; write(string_view) encodes as grid_in::write does (the `encoding` given to
+    // new_file).
     boost::asio::awaitable<void> new_file(bson::document fields = {});
     boost::asio::awaitable<void> write(std::span<const std::uint8_t> data);
     boost::asio::awaitable<void> write(std::string_view text);

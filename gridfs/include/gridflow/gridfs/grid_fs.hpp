@@ -11,8 +11,19 @@
 //
 // Python's None is an empty std::optional, **kwargs a BSON document. Every awaitable throws gridflow::error:
 // errc::file_not_found where PyMongo raises NoFile, errc::file_exists for FileExists, errc::invalid_argument
-// for ValueError/TypeError (writing to a closed grid_in, a str without an encoding, a negative seek, reading
-// a closed grid_out), and the engine's chunk_missing/chunk_size/corrupt_file for CorruptGridFile.
+// for ValueError/TypeError/LookupError/UnicodeError (writing to a closed grid_in, a str without an encoding,
+// an unknown encoding, text the encoding cannot represent, a negative seek, reading a closed grid_out), and
+// the engine's chunk_missing/chunk_size/corrupt_file for CorruptGridFile.
+//
+// Text. A C++ string is taken as UTF-8 text (Python's str). Where PyMongo calls str.encode(file.encoding),
+// write(string_view), writelines and put(text) call encode_text(text, encoding): ICU's converter for the
+// encoding, with Python's strict error handler (no substitution characters). Python's codec spellings are
+// accepted ("latin-1", "latin_1", "iso-8859-1", "utf-16-le", "UTF_16LE", "shift_jis", "cp1252", "ascii").
+// grid_out::read_text is the way back (PyMongo has none: GridOut.read returns bytes, and so does read()).
+//
+// Lines. grid_out::readline and next_line split on '\n' only, as PyMongo's GridOut.readline and (since
+// PyMongo 4) its line iteration do; a "\r\n" line keeps its '\r'. Django's universal-newline iteration is
+// file::lines (files.hpp).
 //
 // Cancellation: each awaitable forwards to the bucket's streams and commands and has their semantics (see
 // bucket.hpp): a cancelled grid_in or grid_out fails for good; a cancelled command is abandoned.
@@ -42,6 +53,23 @@
 #include <vector>
 
 namespace gridflow::gridfs {
+
+// Python's text.encode(encoding) with errors="strict": text (UTF-8) in the named encoding. The name is
+// normalized as Python's codec lookup does (any case; '-', '_' or ' ' between its parts); Python's names with
+// a meaning of their own are mapped first ("utf-16" and "utf-32" are little-endian with a byte order mark
+// per call, as Python writes them on little-endian hosts; "utf-8-sig" prepends EF BB BF; "latin", "u8",
+// "cp65001", ...), every other name goes to ICU, so ICU's converter and its table define the bytes. Those
+// tables agree with Python's for the Unicode, ISO-8859, ASCII and common single-byte encodings; vendor
+// encodings can differ at the edges (ICU's Shift_JIS is Windows-932, so it also encodes the NEC/IBM
+// characters Python's strict shift_jis refuses; ICU's cp1252 maps the five bytes Windows leaves undefined to
+// C1 controls). Python text codecs that are not character sets (idna, punycode, unicode_escape, ...) are
+// unknown here. errc::invalid_argument for an unknown encoding, for text that is not valid UTF-8, and for a
+// character the encoding cannot represent.
+[[nodiscard]] std::vector<std::uint8_t> encode_text(std::string_view text, std::string_view encoding);
+// Python's data.decode(encoding) with errors="strict", to UTF-8. "utf-16"/"utf-32" read a leading byte order
+// mark (little-endian without one), "utf-8-sig" skips a leading EF BB BF. errc::invalid_argument for an
+// unknown encoding and for bytes that are not valid in it (a truncated sequence included).
+[[nodiscard]] std::string decode_text(std::span<const std::uint8_t> data, std::string_view encoding);
 
 // The files document accessors that grid_in (once closed) and grid_out share. Missing or mistyped optional
 // fields read as empty; a mistyped length or chunkSize is errc::corrupt_file.
@@ -101,10 +129,14 @@ public:
 
     // Appends bytes. errc::invalid_argument once closed or aborted.
     boost::asio::awaitable<void> write(std::span<const std::uint8_t> data);
-    // Appends text in the file's encoding: errc::invalid_argument when the file has no `encoding` field,
-    // errc::not_supported for an encoding other than UTF-8 (C++ strings are taken as UTF-8 bytes).
+    // Appends UTF-8 text encoded in the file's `encoding` field (encode_text), as given to new_file or set()
+    // since: errc::invalid_argument when there is none, when it is unknown, or when the text cannot be
+    // encoded in it (nothing is written then).
     boost::asio::awaitable<void> write(std::string_view text);
+    // Each line in turn, without separators added (PyMongo's writelines): text as write(string_view), bytes
+    // as write(span).
     boost::asio::awaitable<void> writelines(const std::vector<std::string>& lines);
+    boost::asio::awaitable<void> writelines(std::span<const std::vector<std::uint8_t>> lines);
     // Flushes the chunks, writes the files document, then reads it back for the attributes. Idempotent.
     boost::asio::awaitable<void> close();
     // Deletes the chunks written so far; the file never becomes visible.
@@ -143,9 +175,15 @@ public:
     boost::asio::awaitable<std::vector<std::uint8_t>> read(std::int64_t size = -1);
     // The rest of the current chunk (a whole chunk when positioned at a chunk boundary); empty at the end.
     boost::asio::awaitable<std::vector<std::uint8_t>> readchunk();
-    // Up to and including the next '\n', at most size bytes when size >= 0; empty at the end.
+    // Up to and including the next '\n' (PyMongo: b"\n" only, "\r" is no line end), at most size bytes when
+    // size >= 0; empty at the end.
     boost::asio::awaitable<std::vector<std::uint8_t>> readline(std::int64_t size = -1);
-    // Iteration: the next line or the next chunk, empty at the end.
+    // From the position to the end, decoded from the file's `encoding` field to UTF-8 (decode_text).
+    // errc::invalid_argument when the file has no encoding or an unknown one, or when the bytes are not valid
+    // in it (as when the position is inside a character).
+    boost::asio::awaitable<std::string> read_text();
+    // Iteration from the position: the next line (as readline()) or the next piece as readchunk(), empty at
+    // the end. (PyMongo 4 iterates a GridOut by lines; PyMongo 3 by whole chunks from the start.)
     boost::asio::awaitable<std::optional<std::vector<std::uint8_t>>> next_line();
     boost::asio::awaitable<std::optional<std::vector<std::uint8_t>>> next_chunk();
 
@@ -212,7 +250,8 @@ public:
     // Stores the bytes as a new file and returns its _id.
     boost::asio::awaitable<bson::value> put(std::span<const std::uint8_t> data,
                                             bson::document fields = {}) const;
-    // Stores text; fields must name its encoding.
+    // Stores UTF-8 text in the encoding that fields name (stored as the `encoding` field): encode_text, and
+    // its errc::invalid_argument; errc::invalid_argument too when fields name none.
     boost::asio::awaitable<bson::value> put(std::string_view text, bson::document fields = {}) const;
     // Stores everything read from any Asio AsyncReadStream (a grid_out is read with put(co_await
     // out.read())). On a failure of the source or the upload the chunks written are deleted.
