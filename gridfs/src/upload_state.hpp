@@ -59,6 +59,9 @@ struct upload_state : std::enable_shared_from_this<upload_state> {
     // chunks).
     boost::asio::awaitable<void> finish();
     void rethrow_failure() const;
+    // Throws the stream's failure (one already recorded, or an acknowledgement that arrived since), or
+    // errc::invalid_argument unless the stream is open: the check before every write.
+    void check_writable();
     // Records acknowledgements that already arrived, without waiting.
     void poll_acks();
     // One acknowledgement arrived: frees its window slot and keeps the first failure.

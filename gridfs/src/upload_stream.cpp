@@ -241,12 +241,16 @@ asio::awaitable<void> upload_state::finish() {
     state = status::closed;
 }
 
-asio::awaitable<void> upload_state::write(std::span<const std::uint8_t> data) {
+void upload_state::check_writable() {
     rethrow_failure();
     if (state != status::open)
         throw error(errc::invalid_argument, "GridFS upload stream is already closed or aborted");
     poll_acks();
     rethrow_failure();
+}
+
+asio::awaitable<void> upload_state::write(std::span<const std::uint8_t> data) {
+    check_writable();
     while (!data.empty()) {
         const std::size_t n = std::min(data.size(), staging_size - staging.size());
         if (staging.capacity() < staging_size && staging.size() + n > staging.capacity())
@@ -260,11 +264,7 @@ asio::awaitable<void> upload_state::write(std::span<const std::uint8_t> data) {
 
 asio::awaitable<void> upload_state::write_in_place(std::span<const std::uint8_t> data,
                                                    std::shared_ptr<const void> owner) {
-    rethrow_failure();
-    if (state != status::open)
-        throw error(errc::invalid_argument, "GridFS upload stream is already closed or aborted");
-    poll_acks();
-    rethrow_failure();
+    check_writable();
     co_await feed(data, std::move(owner), false);
 }
 
