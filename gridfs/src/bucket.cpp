@@ -4,6 +4,7 @@
 #include "download_state.hpp"
 #include "upload_state.hpp"
 
+#include <gridflow/wire/detail/buffer_recycler.hpp>
 #include <gridflow/wire/error.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -22,6 +23,7 @@
 #include <utility>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace asio = boost::asio;
@@ -360,12 +362,25 @@ asio::awaitable<void> upload_whole(std::shared_ptr<bucket::state> b, bson::value
 using block_reader = std::function<asio::awaitable<std::size_t>(std::shared_ptr<std::uint8_t[]> block,
                                                                  std::span<std::uint8_t> into)>;
 
-asio::awaitable<void> upload_blocks(detail::upload_state& s, block_reader read, bool& source_failed) {
+// expected_size, when the source knows it (a file's size when it was opened), lets the last block take in a
+// remainder of up to half a staging buffer, so that the file's end goes out in one stretched insert instead
+// of a full one and a short one (see upload_batcher, "Stretching"). The block is one byte larger than that
+// remainder, so the read that comes up short proves the end without another block. A source that is longer
+// or shorter than expected is still read to its end; only the batch boundaries differ.
+asio::awaitable<void> upload_blocks(detail::upload_state& s, block_reader read, bool& source_failed,
+                                    std::optional<std::uint64_t> expected_size = std::nullopt) {
+    std::uint64_t sent = 0;
     for (;;) {
+        std::size_t block_size = s.staging_size;
+        if (expected_size && *expected_size > sent &&
+            *expected_size - sent <= s.staging_size + s.staging_size / 2)
+            block_size = static_cast<std::size_t>(*expected_size - sent) + 1;
         // Not value-initialised: the read overwrites what is sent, and zeroing 4 MiB per block is a pass over
-        // memory for nothing.
-        std::shared_ptr<std::uint8_t[]> block(new std::uint8_t[s.staging_size]);
-        const std::span<std::uint8_t> whole(block.get(), s.staging_size);
+        // memory for nothing. Recycled, so the block's pages are resident from an earlier one.
+        std::shared_ptr<std::uint8_t[]> block(
+            static_cast<std::uint8_t*>(wire::detail::allocate_buffer(block_size)),
+            [block_size](std::uint8_t* p) { wire::detail::deallocate_buffer(p, block_size); });
+        const std::span<std::uint8_t> whole(block.get(), block_size);
         std::size_t filled = 0;
         while (filled < whole.size()) {
             std::size_t n = 0;
@@ -379,9 +394,11 @@ asio::awaitable<void> upload_blocks(detail::upload_state& s, block_reader read, 
                 break;
             filled += n;
         }
+        const bool at_end = filled < whole.size();
         if (filled > 0)
-            co_await s.write_in_place(whole.first(filled), block);
-        if (filled < whole.size())
+            co_await s.write_in_place(whole.first(filled), block, at_end);
+        sent += filled;
+        if (at_end)
             break;
     }
     co_await s.close();
@@ -417,6 +434,10 @@ asio::awaitable<void> upload_from_path(detail::upload_state& s, const std::files
                     "GridFS upload: cannot open " + path.string() + ": " + std::strerror(errno));
     }
     auto file = std::make_shared<file_descriptor>(fd);
+    struct stat status {};
+    std::optional<std::uint64_t> size;
+    if (::fstat(fd, &status) == 0 && S_ISREG(status.st_mode))
+        size = static_cast<std::uint64_t>(status.st_size);
     block_reader read = [file, path](std::shared_ptr<std::uint8_t[]> block,
                                            std::span<std::uint8_t> into) -> asio::awaitable<std::size_t> {
         // The pool's coroutine holds the file and the block, so an abandoned caller cannot free them under it.
@@ -435,7 +456,7 @@ asio::awaitable<void> upload_from_path(detail::upload_state& s, const std::files
         co_return co_await asio::co_spawn(file_io(), on_pool(file, std::move(block), into, path.string()),
                                           asio::use_awaitable);
     };
-    co_await upload_blocks(s, std::move(read), source_failed);
+    co_await upload_blocks(s, std::move(read), source_failed, size);
 }
 
 // Writes the download's bytes to sink, chunk by chunk from the received buffers.

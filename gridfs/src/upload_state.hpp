@@ -6,6 +6,7 @@
 #include <gridflow/gridfs/detail/message_digest.hpp>
 #include <gridflow/gridfs/detail/upload_batcher.hpp>
 #include <gridflow/gridfs/upload_stream.hpp>
+#include <gridflow/wire/detail/message_allocator.hpp>
 
 #include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/system/error_code.hpp>
@@ -38,10 +39,11 @@ struct upload_state : std::enable_shared_from_this<upload_state> {
     boost::asio::awaitable<void> abort();
     boost::asio::awaitable<void> upload_all(std::span<const std::uint8_t> data);
     // Sends data in place instead of copying it into the staging buffer; owner keeps it alive until its
-    // inserts settle. For whole-call uploads that read their source into fresh buffers: data's size must be a
-    // multiple of the chunk size except in the last call before close(), and write() must not be mixed in.
+    // inserts settle. For whole-call uploads that read their source into fresh buffers: write() must not be
+    // mixed in. last: data ends the file (then only close() may follow), so its short last chunk goes out in
+    // place with the rest. Otherwise a size that is not a multiple of the chunk size leaves a copied tail.
     boost::asio::awaitable<void> write_in_place(std::span<const std::uint8_t> data,
-                                                std::shared_ptr<const void> owner);
+                                                std::shared_ptr<const void> owner, bool last);
 
     // Sends a batch once the window has room. owner keeps the batch's referenced bytes alive (null when the
     // caller guarantees them, as upload_all's caller does).
@@ -94,7 +96,8 @@ struct upload_state : std::enable_shared_from_this<upload_state> {
     std::optional<message_digest> md5;     // with enable_md5
     // Whole chunks only (a multiple of chunk_size), so that every batch cut from it references it alone.
     std::size_t staging_size;
-    std::vector<std::uint8_t> staging;
+    // Recycled like received messages (wire/detail/message_allocator.hpp): a stream fills one per 4 MiB.
+    std::vector<std::uint8_t, wire::detail::message_allocator<std::uint8_t>> staging;
     std::size_t in_flight = 0;
     boost::asio::experimental::concurrent_channel<void(boost::system::error_code, std::exception_ptr)> acks;
     std::exception_ptr failure;

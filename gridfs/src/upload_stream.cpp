@@ -151,6 +151,8 @@ asio::awaitable<void> upload_state::feed(std::span<const std::uint8_t> data,
         sha256->update(data);
     if (md5)
         md5->update(data);
+    // This call ends with seal() or finish(), so the batcher may stretch its last batch over all of data.
+    batcher.plan_seal_after(data.size());
     // The owner (or the caller, without one) keeps data alive until its inserts settle, so a last piece
     // shorter than a chunk is sent in place too, unless a tail from earlier writes must be completed first.
     std::span<const std::uint8_t> short_end;
@@ -174,7 +176,7 @@ asio::awaitable<void> upload_state::feed(std::span<const std::uint8_t> data,
 }
 
 asio::awaitable<void> upload_state::flush_staging(bool last) {
-    auto buffer = std::make_shared<const std::vector<std::uint8_t>>(std::move(staging));
+    auto buffer = std::make_shared<const decltype(staging)>(std::move(staging));
     staging = {};
     co_await feed(*buffer, buffer, last);
 }
@@ -263,9 +265,9 @@ asio::awaitable<void> upload_state::write(std::span<const std::uint8_t> data) {
 }
 
 asio::awaitable<void> upload_state::write_in_place(std::span<const std::uint8_t> data,
-                                                   std::shared_ptr<const void> owner) {
+                                                   std::shared_ptr<const void> owner, bool last) {
     check_writable();
-    co_await feed(data, std::move(owner), false);
+    co_await feed(data, std::move(owner), last);
 }
 
 asio::awaitable<void> upload_state::close() {

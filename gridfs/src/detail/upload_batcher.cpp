@@ -41,13 +41,36 @@ std::size_t batch_capacity(const chunk_header_encoder& encoder, std::int32_t chu
     return std::min(by_bytes, static_cast<std::size_t>(limits.max_write_batch_size));
 }
 
+// Half as many documents again as a batch holds, within the message room and maxWriteBatchSize.
+std::size_t stretched_capacity(const chunk_header_encoder& encoder, std::int32_t chunk_size,
+                               const batch_limits& limits, std::size_t capacity) {
+    const std::size_t message_room = static_cast<std::size_t>(limits.max_message_size) - command_reserve;
+    const std::size_t document_size = encoder.document_size(static_cast<std::size_t>(chunk_size));
+    const std::size_t fitting = std::max<std::size_t>(1, message_room / document_size);
+    return std::max(capacity, std::min({capacity + capacity / 2, fitting,
+                                        static_cast<std::size_t>(limits.max_write_batch_size)}));
+}
+
 }  // namespace
 
 upload_batcher::upload_batcher(const bson_value_t& files_id, std::int32_t chunk_size,
                                const batch_limits& limits)
     : encoder_(files_id),
       chunk_size_(static_cast<std::size_t>(chunk_size)),
-      documents_per_batch_(batch_capacity(encoder_, chunk_size, limits)) {}
+      documents_per_batch_(batch_capacity(encoder_, chunk_size, limits)),
+      stretched_limit_(stretched_capacity(encoder_, chunk_size, limits, documents_per_batch_)) {}
+
+void upload_batcher::plan_seal_after(std::size_t bytes) noexcept {
+    planned_seal_ = length_ + static_cast<std::int64_t>(bytes);
+}
+
+bool upload_batcher::stays_open_for_plan(std::size_t count, std::int64_t position) const noexcept {
+    if (!planned_seal_ || *planned_seal_ <= position)
+        return false;
+    const auto rest = static_cast<std::size_t>(*planned_seal_ - position);
+    const std::size_t chunks_to_come = (rest + chunk_size_ - 1) / chunk_size_;
+    return count + chunks_to_come <= stretched_limit_;
+}
 
 void upload_batcher::check_next_n() const {
     if (next_n_ > std::numeric_limits<std::int32_t>::max()) {
@@ -64,8 +87,8 @@ std::size_t upload_batcher::write(std::span<const std::uint8_t> data) {
         const auto rest = data.subspan(consumed);
         if (tail_.empty() && rest.size() >= chunk_size_) {
             check_next_n();
-            add_chunk(rest.first(chunk_size_), std::nullopt);
             consumed += chunk_size_;
+            add_chunk(rest.first(chunk_size_), std::nullopt, length_ + static_cast<std::int64_t>(consumed));
             continue;
         }
         if (tail_.empty()) {
@@ -79,7 +102,7 @@ std::size_t upload_batcher::write(std::span<const std::uint8_t> data) {
             // The completed chunk moves into the batch; its heap storage, and so the span, stay put.
             std::vector<std::uint8_t> chunk = std::exchange(tail_, {});
             const std::span<const std::uint8_t> bytes(chunk);
-            add_chunk(bytes, std::move(chunk));
+            add_chunk(bytes, std::move(chunk), length_ + static_cast<std::int64_t>(consumed));
         }
     }
     length_ += static_cast<std::int64_t>(consumed);
@@ -87,7 +110,7 @@ std::size_t upload_batcher::write(std::span<const std::uint8_t> data) {
 }
 
 void upload_batcher::add_chunk(std::span<const std::uint8_t> data,
-                               std::optional<std::vector<std::uint8_t>> owned) {
+                               std::optional<std::vector<std::uint8_t>> owned, std::int64_t position) {
     if (!open_)
         open_.emplace(insert_batch(next_n_));
     insert_batch& batch = *open_;
@@ -104,8 +127,10 @@ void upload_batcher::add_chunk(std::span<const std::uint8_t> data,
     batch.buffers_.push_back(boost::asio::buffer(document_terminator));
     batch.size_bytes_ += encoder_.document_size(data.size());
     ++next_n_;
-    if (batch.count() == documents_per_batch_)
+    if (batch.count() >= stretched_limit_ ||
+        (batch.count() >= documents_per_batch_ && !stays_open_for_plan(batch.count(), position))) {
         seal();
+    }
 }
 
 void upload_batcher::seal() {
@@ -127,7 +152,7 @@ void upload_batcher::finish() {
         // The open batch always has room: it is sealed the moment it is full.
         std::vector<std::uint8_t> chunk = std::exchange(tail_, {});
         const std::span<const std::uint8_t> bytes(chunk);
-        add_chunk(bytes, std::move(chunk));
+        add_chunk(bytes, std::move(chunk), length_);
     }
     seal();
     finished_ = true;
@@ -146,8 +171,8 @@ void upload_batcher::finish(std::span<const std::uint8_t> last) {
         invalid("the last piece must be shorter than a chunk");
     check_next_n();
     // The open batch always has room: it is sealed the moment it is full.
-    add_chunk(last, std::nullopt);
     length_ += static_cast<std::int64_t>(last.size());
+    add_chunk(last, std::nullopt, length_);
     finish();
 }
 

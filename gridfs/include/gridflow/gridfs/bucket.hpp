@@ -75,6 +75,9 @@ struct bucket_options {
     std::size_t max_in_flight = 8;
     // Chunk bytes per insert command and per range query reply. Memory per stream is about
     // max_in_flight × batch_bytes plus one staging buffer of batch_bytes (upload) or one chunk (download).
+    // When an upload knows where its data ends (upload_from_buffer, upload_from_file, the last write before
+    // close), a remainder of less than half a batch joins the batch before it, which may then hold up to
+    // 1.5 × batch_bytes: one insert command fewer per file, and no short one.
     std::size_t batch_bytes = 4 * 1024 * 1024;
     // Pool connections each stream leases and spreads its requests over (several in flight on each). The
     // first is awaited; the others are taken only while the pool has room, so streams never deadlock

@@ -320,6 +320,81 @@ BOOST_AUTO_TEST_CASE(finish_with_a_short_last_piece_references_it_in_place) {
                           fails_with(errc::invalid_argument, "finished"));
 }
 
+// Drives the batcher as upload_state::feed does with one whole call: plan the seal at the end of data, write
+// whole chunks, finish with the short end in place. Returns the batches' sizes in documents.
+std::vector<std::size_t> planned_upload(std::size_t size, std::int32_t chunk_size,
+                                        const detail::batch_limits& limits,
+                                        std::size_t* stretched = nullptr) {
+    const file_id id = oid_file_id();
+    detail::upload_batcher batcher(id.value(), chunk_size, limits);
+    if (stretched)
+        *stretched = batcher.stretched_documents_per_batch();
+    const auto input = pattern(size);
+    auto data = std::span<const std::uint8_t>(input);
+    batcher.plan_seal_after(data.size());
+    const auto cut = data.size() - data.size() % static_cast<std::size_t>(chunk_size);
+    const auto short_end = data.subspan(cut);
+    data = data.first(cut);
+    std::vector<std::size_t> sizes;
+    while (!data.empty()) {
+        data = data.subspan(batcher.write(data));
+        while (batcher.ready())
+            sizes.push_back(batcher.pop().count());
+    }
+    batcher.finish(short_end);
+    while (batcher.ready())
+        sizes.push_back(batcher.pop().count());
+    BOOST_TEST(batcher.length() == static_cast<std::int64_t>(size));
+    return sizes;
+}
+
+BOOST_AUTO_TEST_CASE(a_short_remainder_stretches_the_last_batch_instead_of_going_alone) {
+    // maxWriteBatchSize is a hard limit: with 4 documents per batch by count, nothing stretches.
+    auto limits = server_limits();
+    limits.max_write_batch_size = 4;
+    std::size_t stretched = 0;
+    BOOST_TEST(planned_upload(5 * 4 + 3, 4, limits, &stretched) == (std::vector<std::size_t>{4, 2}));
+    BOOST_TEST(stretched == 4u);
+
+    // With the byte budget as the limit (4 documents of a 4-byte chunk per batch), the stretched limit is
+    // half as many documents again.
+    const file_id id = oid_file_id();
+    const std::size_t document = [&] {
+        detail::upload_batcher one(id.value(), 4, server_limits());
+        const auto input = pattern(4);
+        (void)one.write(input);
+        one.finish();
+        return one.pop().size_bytes();
+    }();
+    limits = server_limits(4 * document);
+    BOOST_TEST(planned_upload(4 * 4, 4, limits, &stretched) == (std::vector<std::size_t>{4}));
+    BOOST_TEST(stretched == 6u);
+    // 5 whole chunks and 3 bytes: one stretched batch of 6, as the 5 MiB files of the multi benchmark.
+    BOOST_TEST(planned_upload(5 * 4 + 3, 4, limits) == (std::vector<std::size_t>{6}));     // 4 + 2: stretched
+    BOOST_TEST(planned_upload(6 * 4 + 3, 4, limits) == (std::vector<std::size_t>{4, 3}));  // 3 would not fit
+    BOOST_TEST(planned_upload(9 * 4, 4, limits) == (std::vector<std::size_t>{4, 5}));      // only the last
+    BOOST_TEST(planned_upload(3, 4, limits) == (std::vector<std::size_t>{1}));
+
+    // Without a plan, nothing changes: full batches, then the rest.
+    BOOST_TEST(upload(pattern(5 * 4 + 3), 4, {1000}, limits) == (std::vector<std::size_t>{4, 2}));
+
+    // A plan that is wrong (more data comes than announced) still never exceeds the stretched limit.
+    detail::upload_batcher wrong(id.value(), 4, limits);
+    wrong.plan_seal_after(5 * 4);
+    const auto input = pattern(12 * 4);
+    std::vector<std::size_t> sizes;
+    auto data = std::span<const std::uint8_t>(input);
+    while (!data.empty()) {
+        data = data.subspan(wrong.write(data));
+        while (wrong.ready())
+            sizes.push_back(wrong.pop().count());
+    }
+    wrong.finish();
+    while (wrong.ready())
+        sizes.push_back(wrong.pop().count());
+    BOOST_TEST(sizes == (std::vector<std::size_t>{5, 4, 3}));
+}
+
 BOOST_AUTO_TEST_CASE(seal_sends_a_partial_batch) {
     const file_id id = oid_file_id();
     detail::upload_batcher batcher(id.value(), 4, server_limits());

@@ -18,7 +18,7 @@
 #pragma once
 
 #include <gridflow/wire/bson.hpp>
-#include <gridflow/wire/detail/uninitialized_allocator.hpp>
+#include <gridflow/wire/detail/message_allocator.hpp>
 #include <gridflow/wire/sansio/handshake.hpp>
 #include <gridflow/wire/sansio/op_msg.hpp>
 #include <gridflow/wire/uri.hpp>
@@ -83,8 +83,9 @@ struct connection_options {
 };
 
 // A reply: owns the received bytes; every view it hands out lives as long as the reply.
-// A received message's bytes, not zeroed when sized (the socket read fills them at once).
-using message_bytes = std::vector<std::uint8_t, detail::uninitialized_allocator<std::uint8_t>>;
+// A received message's bytes: not zeroed when sized (the socket read fills them at once), and recycled
+// (detail/message_allocator.hpp).
+using message_bytes = std::vector<std::uint8_t, detail::message_allocator<std::uint8_t>>;
 
 class reply {
 public:

@@ -25,6 +25,14 @@
 // holds at least one document, even when one document exceeds max_batch_bytes; a chunk document larger than
 // max_bson_object_size or than the message room is refused up front.
 //
+// Stretching. A caller that knows where the next seal() or finish() will come announces it with
+// plan_seal_after(). A batch that fills up while the chunks still to come before that point would fit into it
+// within stretched_documents_per_batch() (half as many again as documents_per_batch(), within the same
+// message and count limits) then stays open for them, instead of leaving a short batch behind: a 5 MiB file
+// goes out as one insert of 21 chunks, not as 16 + 5. Every insert command costs the server a fixed amount
+// of work, which on the dev server grows with the collection, and the short one buys nothing. A wrong plan
+// only moves batch boundaries; the stretched limit holds regardless.
+//
 // Flow: write() consumes bytes only while no batch is ready, and stops as soon as one becomes ready, so
 // memory stays bounded however large a single write is:
 //     while (!data.empty()) {
@@ -108,6 +116,10 @@ public:
     // is consumed.
     [[nodiscard]] std::size_t write(std::span<const std::uint8_t> data);
 
+    // The caller will call seal() or finish() once `bytes` more bytes (beyond length()) have been written;
+    // see "Stretching" above. Replaces an earlier plan.
+    void plan_seal_after(std::size_t bytes) noexcept;
+
     // Makes the open batch ready now even though it is not full, e.g. so that the caller gets its buffer back
     // without waiting for more data. The tail stays in the batcher.
     void seal();
@@ -130,15 +142,23 @@ public:
     [[nodiscard]] std::int64_t chunk_count() const noexcept { return next_n_; }
     [[nodiscard]] std::size_t tail_size() const noexcept { return tail_.size(); }
     [[nodiscard]] std::size_t documents_per_batch() const noexcept { return documents_per_batch_; }
+    [[nodiscard]] std::size_t stretched_documents_per_batch() const noexcept { return stretched_limit_; }
     [[nodiscard]] bool finished() const noexcept { return finished_; }
 
 private:
     void check_next_n() const;
-    void add_chunk(std::span<const std::uint8_t> data, std::optional<std::vector<std::uint8_t>> owned);
+    // position: the stream's length once this chunk is in.
+    void add_chunk(std::span<const std::uint8_t> data, std::optional<std::vector<std::uint8_t>> owned,
+                   std::int64_t position);
+    // Whether the open batch, holding count documents with the stream at position, stays open for the
+    // chunks the plan says are still to come.
+    [[nodiscard]] bool stays_open_for_plan(std::size_t count, std::int64_t position) const noexcept;
 
     chunk_header_encoder encoder_;
     std::size_t chunk_size_;
     std::size_t documents_per_batch_;
+    std::size_t stretched_limit_;
+    std::optional<std::int64_t> planned_seal_;  // the length at which the caller will seal, if announced
     std::int64_t length_ = 0;
     std::int64_t next_n_ = 0;
     bool finished_ = false;
