@@ -8,6 +8,8 @@
 #include <gridflow/wire/error.hpp>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -281,12 +283,110 @@ asio::awaitable<bson::document> revision_of(const bucket::state& s, std::string_
     co_return std::move(*doc);
 }
 
-asio::awaitable<std::shared_ptr<detail::download_state>> open_download(std::shared_ptr<bucket::state> s,
-                                                                       bson::document doc,
-                                                                       download_range range) {
+asio::awaitable<std::shared_ptr<detail::download_state>> open_download(
+    std::shared_ptr<bucket::state> s, bson::document doc, download_range range,
+    std::optional<detail::first_chunks> prefetched = std::nullopt) {
     bson::value id(doc.at("_id"));
     co_return std::make_shared<detail::download_state>(co_await asio::this_coro::executor, std::move(s),
-                                                       std::move(id), std::move(doc), range);
+                                                       std::move(id), std::move(doc), range,
+                                                       std::move(prefetched));
+}
+
+// A download by id sends its first chunk query together with the files document's find instead of after it,
+// which saves a round trip per file (small files at 5 ms one way: 2,500 instead of 1,430 files/s on the dev
+// server). The chunk size is not known yet, so the query assumes the bucket's: the first run of that size,
+// {files_id, n: {$gte: 0, $lt: run}} sorted by n, with limit and batchSize run and singleBatch, so that the
+// server closes the cursor. The download uses the reply only if the file's chunk size is the assumed one
+// (download_state). Bounded by $lt as well as by limit: a server that sorts before it limits would otherwise
+// sort every chunk of the file (the dev server then served 5 MiB files 20% slower). A run plus one chunk, to
+// see an extra chunk of a one-run file at n = run, measured 20% slower too (its reply passes 4 MiB).
+// Not sent when the reply could reach the server's 16 MiB batch limit (a batch_bytes near 16 MiB; the run
+// would then be cut short, which the download could not tell from missing chunks), for a read that does not
+// start at 0 or stops early (most of the chunks would be waste), or when the pool has no idle connection and
+// no room: the query must never make a download wait for a connection.
+std::optional<detail::first_chunks> first_chunks_plan(const bucket::state& s, const download_range& range) {
+    if (range.start != 0 || range.end)
+        return std::nullopt;
+    const std::int32_t chunk_size = s.options.chunk_size_bytes;
+    const std::int64_t run = detail::chunks_per_run(
+        chunk_size,
+        static_cast<std::int64_t>(std::min<std::size_t>(
+            s.options.batch_bytes, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max()))));
+    // Per chunk document: the data plus at most 128 bytes of fields; 64 KiB for the rest of the reply.
+    constexpr std::int64_t reply_limit = 16 * 1024 * 1024 - 64 * 1024;
+    if (run >= reply_limit / (static_cast<std::int64_t>(chunk_size) + 128))
+        return std::nullopt;
+    auto& pool = s.db.client().pool();
+    const std::size_t max_size = s.db.client().options().pool.max_size;
+    const auto stats = pool.stats();
+    if (stats.waiting > 0 || (stats.idle == 0 && max_size != 0 && stats.total >= max_size))
+        return std::nullopt;
+    return detail::first_chunks{nullptr, chunk_size, run};
+}
+
+// The query of first_chunks_plan. Never throws: without its reply the download just queries as usual. A reply
+// whose cursor the server kept open anyway is not used (nor is the cursor left open).
+asio::awaitable<std::shared_ptr<wire::reply>> query_first_chunks(std::shared_ptr<bucket::state> s,
+                                                                 bson::value id, std::int64_t run) {
+    std::shared_ptr<wire::reply> reply;
+    try {
+        auto lease = co_await s->db.client().pool().acquire();
+        bson::builder find;
+        find.append("find", s->chunks.name());
+        find.append_document("filter", [&](bson::builder& f) {
+            f.append("files_id", id);
+            f.append_document("n", [&](bson::builder& n) {
+                n.append("$gte", std::int32_t{0});
+                n.append("$lt", static_cast<std::int32_t>(run));
+            });
+        });
+        find.append_document("sort", [](bson::builder& sort) { sort.append("n", std::int32_t{1}); });
+        find.append("limit", run);
+        find.append("batchSize", static_cast<std::int32_t>(run));
+        find.append("singleBatch", true);
+        if (s->read_preference)
+            find.append("$readPreference", *s->read_preference);
+        reply = std::make_shared<wire::reply>(co_await lease->run_command(s->db.name(), find.view()));
+        const std::int64_t cursor_id = reply->body().at("cursor").as_document().at("id").as_integer();
+        if (cursor_id != 0) {
+            reply.reset();
+            bson::builder kill;
+            kill.append("killCursors", s->chunks.name());
+            kill.append_array("cursors", [&](bson::builder& ids) { ids.append("0", cursor_id); });
+            co_await lease->run_command(s->db.name(), kill.view());
+        }
+    } catch (...) {
+        reply.reset();
+    }
+    co_return reply;
+}
+
+asio::awaitable<bson::document> files_document_held(std::shared_ptr<bucket::state> s, bson::value id) {
+    co_return co_await files_document_of(*s, id);
+}
+
+// The files document with this _id and a download of it, the first chunks prefetched when first_chunks_plan
+// allows. Cancelling cancels both queries.
+asio::awaitable<std::shared_ptr<detail::download_state>> open_download_by_id(std::shared_ptr<bucket::state> s,
+                                                                             bson::value id,
+                                                                             download_range range) {
+    auto plan = first_chunks_plan(*s, range);
+    if (!plan) {
+        auto doc = co_await files_document_of(*s, id);
+        co_return co_await open_download(std::move(s), std::move(doc), range);
+    }
+    auto executor = co_await asio::this_coro::executor;
+    auto [order, doc_error, doc, query_error, reply] =
+        co_await asio::experimental::make_parallel_group(
+            asio::co_spawn(executor, files_document_held(s, id), asio::deferred),
+            asio::co_spawn(executor, query_first_chunks(s, id, plan->assumed_run), asio::deferred))
+            .async_wait(asio::experimental::wait_for_one_error(), asio::use_awaitable);
+    (void)order;
+    (void)query_error;  // query_first_chunks never throws; a cancelled one has no reply
+    if (doc_error)
+        std::rethrow_exception(doc_error);
+    plan->reply = std::move(reply);
+    co_return co_await open_download(std::move(s), std::move(doc), range, std::move(plan));
 }
 
 // Whether an upload's id came from the caller, who may reuse one, or was generated here.
@@ -471,10 +571,9 @@ asio::awaitable<std::int64_t> pump(detail::download_state& s, const detail::byte
     }
 }
 
-asio::awaitable<std::int64_t> download_id(std::shared_ptr<bucket::state> b, bson::value id,
-                                          download_range range, detail::byte_sink sink) {
-    auto doc = co_await files_document_of(*b, id);
-    auto s = co_await open_download(std::move(b), std::move(doc), range);
+// Downloads through an opened download, abandoning it on failure.
+asio::awaitable<std::int64_t> download_all(std::shared_ptr<detail::download_state> s,
+                                           detail::byte_sink sink) {
     std::exception_ptr failed;
     try {
         co_return co_await pump(*s, sink);
@@ -485,11 +584,17 @@ asio::awaitable<std::int64_t> download_id(std::shared_ptr<bucket::state> b, bson
     std::rethrow_exception(failed);
 }
 
+asio::awaitable<std::int64_t> download_id(std::shared_ptr<bucket::state> b, bson::value id,
+                                          download_range range, detail::byte_sink sink) {
+    auto s = co_await open_download_by_id(std::move(b), std::move(id), range);
+    co_return co_await download_all(std::move(s), std::move(sink));
+}
+
 asio::awaitable<std::int64_t> download_name(std::shared_ptr<bucket::state> b, std::string filename,
                                             std::int32_t revision, detail::byte_sink sink) {
     auto doc = co_await revision_of(*b, filename, revision);
-    bson::value id(doc.at("_id"));
-    co_return co_await download_id(std::move(b), std::move(id), {}, std::move(sink));
+    auto s = co_await open_download(std::move(b), std::move(doc), {});
+    co_return co_await download_all(std::move(s), std::move(sink));
 }
 
 }  // namespace
@@ -591,13 +696,8 @@ asio::awaitable<void> bucket::upload_from_file_with_id(bson::value id, std::stri
 }
 
 asio::awaitable<download_stream> bucket::open_download_stream(bson::value id, download_range range) const {
-    auto open = [](std::shared_ptr<state> s, bson::value file_id,
-                   download_range bytes) -> asio::awaitable<std::shared_ptr<detail::download_state>> {
-        auto doc = co_await files_document_of(*s, file_id);
-        co_return co_await open_download(std::move(s), std::move(doc), bytes);
-    };
     co_return download_stream(
-        co_await state_->bounded(open(state_, std::move(id), range), "GridFS download open"));
+        co_await state_->bounded(open_download_by_id(state_, std::move(id), range), "GridFS download open"));
 }
 
 asio::awaitable<download_stream> bucket::open_download_stream_by_name(std::string_view filename,
@@ -614,8 +714,7 @@ asio::awaitable<download_stream> bucket::open_download_stream_by_name(std::strin
 asio::awaitable<std::vector<std::uint8_t>> bucket::download_to_buffer(bson::value id) const {
     auto body = [](std::shared_ptr<state> b,
                    bson::value file_id) -> asio::awaitable<std::vector<std::uint8_t>> {
-        auto doc = co_await files_document_of(*b, file_id);
-        auto s = co_await open_download(std::move(b), std::move(doc), {});
+        auto s = co_await open_download_by_id(std::move(b), std::move(file_id), {});
         if (s->layout.length() > static_cast<std::int64_t>(std::vector<std::uint8_t>().max_size()))
             throw error(errc::invalid_argument, "GridFS file too large for memory");
         std::vector<std::uint8_t> out(static_cast<std::size_t>(s->layout.length()));

@@ -39,10 +39,22 @@ struct checksum {
     std::optional<message_digest> running;
 };
 
+// The reply to a chunk query sent together with the files document's find, before the chunk size was known
+// (see first_chunks_plan in bucket.cpp): {files_id, n: {$gte: 0, $lt: assumed_run}} sorted by n, limit and
+// batchSize assumed_run, singleBatch. The download uses it as the reply to its first run, instead of sending
+// that query, when the file's chunk size is the assumed one and the read starts at chunk 0; otherwise it is
+// dropped.
+struct first_chunks {
+    std::shared_ptr<wire::reply> reply;
+    std::int32_t assumed_chunk_size = 0;
+    std::int64_t assumed_run = 0;  // chunks_per_query for that chunk size
+};
+
 struct download_state : std::enable_shared_from_this<download_state> {
     // Reads [begin, end) of the file; throws errc::invalid_argument for a range outside [0, length].
     download_state(boost::asio::any_io_executor executor, std::shared_ptr<bucket::state> bucket,
-                   bson::value id, bson::document files_document, download_range range);
+                   bson::value id, bson::document files_document, download_range range,
+                   std::optional<first_chunks> prefetched = std::nullopt);
 
     // Drops the prefetch and starts again at `offset` (the constructor and seek()).
     void restart(std::int64_t offset);
@@ -63,8 +75,10 @@ struct download_state : std::enable_shared_from_this<download_state> {
     // flight).
     void abandon() noexcept;
 
+    // Queries run (or, given prefetched, validates that reply instead) and reports its chunks and its end.
     static boost::asio::awaitable<void> fetch_task(std::shared_ptr<download_state> self, chunk_run run,
-                                                   std::uint64_t generation, wire::connection* conn);
+                                                   std::uint64_t generation, wire::connection* conn,
+                                                   std::shared_ptr<wire::reply> prefetched);
 
     boost::asio::any_io_executor executor;
     std::shared_ptr<bucket::state> parent;
@@ -73,6 +87,8 @@ struct download_state : std::enable_shared_from_this<download_state> {
     chunk_layout layout;
     std::int64_t range_end;  // reads stop here
     std::int64_t chunks_per_query;
+    // The prefetched reply to the first run of generation 1 (see first_chunks), until that run is issued.
+    std::shared_ptr<wire::reply> first_run_reply;
     std::size_t capacity;  // chunks held or reserved by queries in flight
     std::uint64_t generation = 0;
     run_splitter splitter;

@@ -81,7 +81,8 @@ std::vector<checksum> checksums_of(bson::view files_document, bool md5) {
 }  // namespace
 
 download_state::download_state(asio::any_io_executor ex, std::shared_ptr<bucket::state> b,
-                               bson::value file_id, bson::document files_doc, download_range range)
+                               bson::value file_id, bson::document files_doc, download_range range,
+                               std::optional<first_chunks> prefetched)
     : executor(std::move(ex)),
       parent(std::move(b)),
       id(std::move(file_id)),
@@ -98,6 +99,12 @@ download_state::download_state(asio::any_io_executor ex, std::shared_ptr<bucket:
       events(executor, parent->options.max_in_flight * 2),
       checksums(checksums_of(files_document.view(), parent->options.enable_md5)) {
     restart(range.start);
+    // The prefetched reply answers the first run only if that run is the one it was asked for: same chunk
+    // size, so the same run length, and a read that starts in chunk 0.
+    if (prefetched && prefetched->reply && prefetched->assumed_chunk_size == layout.chunk_size() &&
+        prefetched->assumed_run == chunks_per_query && layout.range(range.start, range_end).first == 0) {
+        first_run_reply = std::move(prefetched->reply);
+    }
 }
 
 void download_state::restart(std::int64_t offset) {
@@ -131,7 +138,12 @@ void download_state::issue() {
         reserved += count;
         ++in_flight;
         wire::connection* conn = &*leases[next_lease++ % leases.size()];
-        asio::co_spawn(executor, fetch_task(shared_from_this(), *pending_run, generation, conn),
+        std::shared_ptr<wire::reply> prefetched;
+        if (generation == 1 && pending_run->first == 0)
+            prefetched = std::move(first_run_reply);
+        first_run_reply.reset();  // any later run, or a seek, has no use for it
+        asio::co_spawn(executor,
+                       fetch_task(shared_from_this(), *pending_run, generation, conn, std::move(prefetched)),
                        asio::detached);
         pending_run.reset();
     }
@@ -257,7 +269,8 @@ asio::awaitable<std::size_t> download_state::read(std::span<std::uint8_t> out) {
 }
 
 asio::awaitable<void> download_state::fetch_task(std::shared_ptr<download_state> self, chunk_run run,
-                                                 std::uint64_t generation, wire::connection* conn) {
+                                                 std::uint64_t generation, wire::connection* conn,
+                                                 std::shared_ptr<wire::reply> prefetched) {
     std::exception_ptr failed;
     std::int64_t delivered = 0;
     try {
@@ -266,24 +279,36 @@ asio::awaitable<void> download_state::fetch_task(std::shared_ptr<download_state>
         // The run that ends the file has no upper bound, and room for one more document: a chunk past the
         // end then reaches the validator as an extra chunk (errc::corrupt_file) instead of going unseen.
         const bool last_run = run.end == self->layout.chunk_count();
-        bson::builder find;
-        find.append("find", self->parent->chunks.name());
-        find.append_document("filter", [&](bson::builder& f) {
-            f.append("files_id", self->id);
-            f.append_document("n", [&](bson::builder& n) {
-                append_n(n, "$gte", run.first);
-                if (!last_run)
-                    append_n(n, "$lt", run.end);
+        std::shared_ptr<wire::reply> reply;
+        bson::view documents;
+        std::int64_t cursor_id = 0;
+        if (prefetched) {
+            // The prefetched reply holds the file's chunks with n below assumed_run, in order, in a single
+            // batch (its cursor is closed) that the 16 MiB reply limit cannot have cut short (bucket.cpp only
+            // asks when it cannot): what this run's own query returns, except that a last run's query would
+            // also have seen an extra chunk at n >= assumed_run (download_stream.hpp, "Prefetch at open").
+            reply = std::move(prefetched);
+            documents = reply->body().at("cursor").as_document().at("firstBatch").as_array();
+        } else {
+            bson::builder find;
+            find.append("find", self->parent->chunks.name());
+            find.append_document("filter", [&](bson::builder& f) {
+                f.append("files_id", self->id);
+                f.append_document("n", [&](bson::builder& n) {
+                    append_n(n, "$gte", run.first);
+                    if (!last_run)
+                        append_n(n, "$lt", run.end);
+                });
             });
-        });
-        find.append_document("sort", [](bson::builder& s) { s.append("n", std::int32_t{1}); });
-        find.append("batchSize", batch_size_for(run.count() + (last_run ? 1 : 0)));
-        if (self->parent->read_preference)
-            find.append("$readPreference", *self->parent->read_preference);
-        auto reply = std::make_shared<wire::reply>(co_await conn->run_command(db, find.view()));
-        bson::view cursor = reply->body().at("cursor").as_document();
-        std::int64_t cursor_id = cursor.at("id").as_integer();
-        bson::view documents = cursor.at("firstBatch").as_array();
+            find.append_document("sort", [](bson::builder& s) { s.append("n", std::int32_t{1}); });
+            find.append("batchSize", batch_size_for(run.count() + (last_run ? 1 : 0)));
+            if (self->parent->read_preference)
+                find.append("$readPreference", *self->parent->read_preference);
+            reply = std::make_shared<wire::reply>(co_await conn->run_command(db, find.view()));
+            const bson::view cursor = reply->body().at("cursor").as_document();
+            cursor_id = cursor.at("id").as_integer();
+            documents = cursor.at("firstBatch").as_array();
+        }
         for (;;) {
             chunk_batch batch = validate_batch(validator, documents, reply);
             const auto count = static_cast<std::int64_t>(batch.chunks.size());
@@ -303,7 +328,7 @@ asio::awaitable<void> download_state::fetch_task(std::shared_ptr<download_state>
             // At least one more document, so that an extra chunk past the run is seen, not left unread.
             more.append("batchSize", batch_size_for(std::max<std::int64_t>(1, run.count() - delivered)));
             reply = std::make_shared<wire::reply>(co_await conn->run_command(db, more.view()));
-            cursor = reply->body().at("cursor").as_document();
+            const bson::view cursor = reply->body().at("cursor").as_document();
             cursor_id = cursor.at("id").as_integer();
             documents = cursor.at("nextBatch").as_array();
         }

@@ -381,6 +381,24 @@ BOOST_AUTO_TEST_CASE(corruption_behind_the_engine) {
     auto down = run(f.io, fs.open_download_stream(id, gridfs::download_range{0, 500}));
     BOOST_TEST((run(f.io, read_rest(down)) == slice(data, 0, 500)));
 
+    // A file of one run (2 chunks; runs are 3): its chunks come in the reply prefetched with the files
+    // document, which is checked like any other.
+    const auto small = slice(data, 0, 150);
+    id = run(f.io, fs.upload_from_buffer("d", small));
+    bson::builder extra_in_run;
+    extra_in_run.append("_id", bson::new_oid());
+    extra_in_run.append("files_id", id);
+    extra_in_run.append("n", std::int32_t{2});
+    extra_in_run.append_binary("data", BSON_SUBTYPE_BINARY, random_bytes(100, 3));
+    run(f.io, fs.chunks_collection().insert_one(extra_in_run.view()));
+    expect_errc(f.io, fs.download_to_buffer(id), errc::corrupt_file);
+    id = run(f.io, fs.upload_from_buffer("e", small));
+    filter = chunk_filter(id, 0);
+    BOOST_TEST(run(f.io, fs.chunks_collection().delete_one(filter.view())) == 1);
+    expect_errc(f.io, fs.download_to_buffer(id), errc::chunk_missing);
+    id = run(f.io, fs.upload_from_buffer("f", small));
+    BOOST_TEST((run(f.io, fs.download_to_buffer(id)) == small));
+
     // A duplicate chunk: only possible without the unique index, so in a bucket written by hand.
     gridfs::bucket_options raw_options;
     raw_options.bucket_name = "raw";

@@ -1,7 +1,8 @@
 // The bucket against a scripted server: connections dropped mid upload and mid download, a failed insert
 // batch among others in flight, malformed chunk documents, and the range arithmetic at the end of a file of
 // 5 GiB + 3 bytes that is never stored anywhere (its chunks are generated as the reader asks for them), and
-// extra files-document fields written in the files insert itself.
+// extra files-document fields written in the files insert itself, and the first chunk query of a download
+// sent with its files find.
 #define BOOST_TEST_MODULE mock_gridfs_bucket
 #include <boost/test/data/monomorphic.hpp>
 #include <boost/test/data/test_case.hpp>
@@ -1014,3 +1015,77 @@ BOOST_AUTO_TEST_CASE(extra_fields_are_written_with_the_files_document) {
 }
 
 }  // namespace scripted
+
+// ---------------------------------------------------------------------------------------------------------
+// A download by id sends its first chunk query together with the files document's find (one round trip less
+// per file). The scripted server holds the files reply back until a chunk query has arrived, so a client that
+// waited for the files document first would never get it (the test fails on the hold's deadline).
+
+namespace scripted {
+
+// Registers a files find that answers only once a chunk query arrived (or fails after 10 s).
+void hold_files_until_a_chunk_query(gridfs_server& server, bool& chunk_query_came_first) {
+    server.on("find fs.files",
+              [&server, &chunk_query_came_first](peer& p, received_request request) -> asio::awaitable<void> {
+                  asio::steady_timer wait(co_await asio::this_coro::executor);
+                  const auto deadline = std::chrono::steady_clock::now() + 10s;
+                  while (server.chunk_queries.empty() && std::chrono::steady_clock::now() < deadline) {
+                      wait.expires_after(5ms);
+                      co_await wait.async_wait(asio::use_awaitable);
+                  }
+                  chunk_query_came_first = !server.chunk_queries.empty();
+                  co_await server.serve_default(p, std::move(request));
+              });
+}
+
+}  // namespace scripted
+
+BOOST_AUTO_TEST_CASE(the_first_chunk_query_goes_out_with_the_files_find) {
+    asio::io_context io;
+    gridfs_server server(io);
+    server.file.length = 10 * 100 + 37;  // chunks 0..10: runs [0, 3), [3, 6), [6, 9), [9, 11)
+    server.file.chunk_size = 100;
+    server.files.push_back(server.file.files_document());
+    bool chunk_query_came_first = false;
+    hold_files_until_a_chunk_query(server, chunk_query_came_first);
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket_options options;
+        options.chunk_size_bytes = 100;
+        options.batch_bytes = 300;
+        gridfs::bucket fs(client.database("db"), options);
+        const auto got = co_await fs.download_to_buffer(server.file.id);
+        BOOST_TEST(got == content(0, server.file.length));
+    });
+    BOOST_TEST(chunk_query_came_first);
+    // The prefetched reply answered the first run: it was not asked for again.
+    std::vector<std::pair<std::int64_t, std::int64_t>> queries = server.chunk_queries;
+    std::sort(queries.begin(), queries.end());
+    const std::vector<std::pair<std::int64_t, std::int64_t>> expected{{0, 3}, {3, 6}, {6, 9}, {9, 11}};
+    BOOST_TEST((queries == expected));
+}
+
+BOOST_AUTO_TEST_CASE(a_prefetch_for_another_chunk_size_is_dropped_and_the_file_read_as_usual) {
+    asio::io_context io;
+    gridfs_server server(io);
+    server.file.length = 7 * 40 + 5;  // stored with 40-byte chunks, the bucket assumes 100
+    server.file.chunk_size = 40;
+    server.files.push_back(server.file.files_document());
+    bool chunk_query_came_first = false;
+    hold_files_until_a_chunk_query(server, chunk_query_came_first);
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket_options options;
+        options.chunk_size_bytes = 100;
+        options.batch_bytes = 300;
+        gridfs::bucket fs(client.database("db"), options);
+        auto down = co_await fs.open_download_stream(server.file.id);
+        std::vector<std::uint8_t> got;
+        BOOST_TEST(!(co_await read_all(down, got)));
+        BOOST_TEST(got == content(0, server.file.length));
+    });
+    BOOST_TEST(chunk_query_came_first);
+    // The prefetch asked for 3 chunks (of the assumed 100 bytes); the file's own runs are 7 chunks of 40.
+    std::vector<std::pair<std::int64_t, std::int64_t>> queries = server.chunk_queries;
+    std::sort(queries.begin(), queries.end());
+    const std::vector<std::pair<std::int64_t, std::int64_t>> expected{{0, 3}, {0, 7}, {7, 8}};
+    BOOST_TEST((queries == expected));
+}
