@@ -70,9 +70,9 @@ upload_state::upload_state(asio::any_io_executor ex, std::shared_ptr<bucket::sta
           return c.extract();
       }()),
       batcher(id.get(), chunk_size, limits_of(*leases.front(), parent->options.batch_bytes)),
-      staging_size(
-          std::max<std::size_t>(1, parent->options.batch_bytes / static_cast<std::size_t>(chunk_size)) *
-          static_cast<std::size_t>(chunk_size)),
+      // As many chunks as one insert takes (documents count their headers too), so that every staging
+      // buffer or file block fills whole inserts.
+      staging_size(batcher.documents_per_batch() * static_cast<std::size_t>(chunk_size)),
       acks(executor, parent->options.max_in_flight) {
     if (parent->options.enable_sha256)
         sha256.emplace(message_digest::algorithm::sha256);

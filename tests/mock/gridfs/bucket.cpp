@@ -25,6 +25,8 @@
 #include <algorithm>
 #include <cstring>
 #include <exception>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <list>
 #include <map>
@@ -35,6 +37,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <unistd.h>
 
 namespace asio = boost::asio;
 namespace data = boost::unit_test::data;
@@ -1088,4 +1092,40 @@ BOOST_AUTO_TEST_CASE(a_prefetch_for_another_chunk_size_is_dropped_and_the_file_r
     std::sort(queries.begin(), queries.end());
     const std::vector<std::pair<std::int64_t, std::int64_t>> expected{{0, 3}, {0, 7}, {7, 8}};
     BOOST_TEST((queries == expected));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A remainder of less than half a batch rides in the insert before it (upload_batcher, "Stretching"): a file
+// of 5 batches and a bit is 5 inserts, not 6, whether it comes from a buffer, from a local file (whose last
+// block is sized from its length) or through a stream's last write before close.
+
+BOOST_AUTO_TEST_CASE(a_short_remainder_rides_in_the_last_insert) {
+    asio::io_context io;
+    gridfs_server server(io);
+    std::vector<std::size_t> insert_sizes;
+    server.on("insert fs.chunks", [&](peer& p, received_request request) -> asio::awaitable<void> {
+        insert_sizes.push_back(request.sequence("documents")->documents.size());
+        co_await server.serve_default(p, std::move(request));
+    });
+    // 4 chunks of 100 bytes per insert; 5 inserts' worth, then 1 whole chunk and 30 bytes.
+    const auto bytes = content(0, 5 * 400 + 130);
+    const auto path =
+        std::filesystem::temp_directory_path() / ("gridflow-stretch-" + std::to_string(::getpid()) + ".bin");
+    {
+        std::ofstream out(path, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    }
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket_options options;
+        options.chunk_size_bytes = 100;
+        // Room for 4 chunk documents of 100 data bytes (162 bytes each with an ObjectId files_id), not 5.
+        options.batch_bytes = 4 * 162 + 100;
+        gridfs::bucket fs(client.database("db"), options);
+        co_await fs.upload_from_buffer("buffer.bin", bytes);
+        co_await fs.upload_from_file("file.bin", path);
+    });
+    std::filesystem::remove(path);
+    // Per upload: 4 full inserts, then the fifth with the 2 chunks of the remainder: 6 chunks.
+    const std::vector<std::size_t> expected{4, 4, 4, 4, 6, 4, 4, 4, 4, 6};
+    BOOST_TEST(insert_sizes == expected, boost::test_tools::per_element());
 }
