@@ -7,9 +7,9 @@
 #include <gridflow/wire/detail/buffer_recycler.hpp>
 #include <gridflow/wire/error.hpp>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/deferred.hpp>
-#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -325,12 +325,15 @@ std::optional<detail::first_chunks> first_chunks_plan(const bucket::state& s, co
 }
 
 // The query of first_chunks_plan. Never throws: without its reply the download just queries as usual. A reply
-// whose cursor the server kept open anyway is not used (nor is the cursor left open).
-asio::awaitable<std::shared_ptr<wire::reply>> query_first_chunks(std::shared_ptr<bucket::state> s,
-                                                                 bson::value id, std::int64_t run) {
+// whose cursor the server kept open anyway is not used (nor is the cursor left open). Its connection is known
+// to the prefetch while the query is on it, so that abandoning the prefetch closes it.
+asio::awaitable<std::shared_ptr<wire::reply>> query_first_chunks(
+    std::shared_ptr<bucket::state> s, bson::value id, std::int64_t run,
+    std::shared_ptr<detail::chunk_prefetch> prefetch) {
     std::shared_ptr<wire::reply> reply;
+    std::optional<wire::pool::lease> lease;
     try {
-        auto lease = co_await s->db.client().pool().acquire();
+        lease.emplace(co_await s->db.client().pool().acquire());
         bson::builder find;
         find.append("find", s->chunks.name());
         find.append_document("filter", [&](bson::builder& f) {
@@ -346,47 +349,75 @@ asio::awaitable<std::shared_ptr<wire::reply>> query_first_chunks(std::shared_ptr
         find.append("singleBatch", true);
         if (s->read_preference)
             find.append("$readPreference", *s->read_preference);
-        reply = std::make_shared<wire::reply>(co_await lease->run_command(s->db.name(), find.view()));
-        const std::int64_t cursor_id = reply->body().at("cursor").as_document().at("id").as_integer();
-        if (cursor_id != 0) {
-            reply.reset();
-            bson::builder kill;
-            kill.append("killCursors", s->chunks.name());
-            kill.append_array("cursors", [&](bson::builder& ids) { ids.append("0", cursor_id); });
-            co_await lease->run_command(s->db.name(), kill.view());
+        if (prefetch->attach(&**lease)) {
+            reply = std::make_shared<wire::reply>(co_await (*lease)->run_command(s->db.name(), find.view()));
+            const std::int64_t cursor_id = reply->body().at("cursor").as_document().at("id").as_integer();
+            if (cursor_id != 0) {
+                reply.reset();
+                bson::builder kill;
+                kill.append("killCursors", s->chunks.name());
+                kill.append_array("cursors", [&](bson::builder& ids) { ids.append("0", cursor_id); });
+                co_await (*lease)->run_command(s->db.name(), kill.view());
+            }
         }
     } catch (...) {
         reply.reset();
     }
+    // Before the connection goes back to the pool, where abandon() must not reach it any more.
+    prefetch->detach();
+    lease.reset();
     co_return reply;
 }
 
-asio::awaitable<bson::document> files_document_held(std::shared_ptr<bucket::state> s, bson::value id) {
-    co_return co_await files_document_of(*s, id);
+// Runs query_first_chunks within the bucket's timeout, puts its reply (null when it failed, timed out or was
+// abandoned) into the prefetch's reply slot, where the first run finds it (and then queries for itself if it
+// is null), and reports the end.
+asio::awaitable<void> prefetch_first_chunks(std::shared_ptr<bucket::state> s, bson::value id,
+                                            std::int64_t run,
+                                            std::shared_ptr<detail::chunk_prefetch> prefetch) {
+    std::shared_ptr<wire::reply> reply;
+    try {
+        reply =
+            co_await s->bounded(query_first_chunks(s, std::move(id), run, prefetch), "GridFS chunk prefetch");
+    } catch (...) {
+        reply.reset();
+    }
+    (void)prefetch->replies.try_send(boost::system::error_code{}, std::move(reply));
+    (void)prefetch->ended.try_send(boost::system::error_code{});
 }
 
 // The files document with this _id and a download of it, the first chunks prefetched when first_chunks_plan
-// allows. Cancelling cancels both queries.
+// allows. The prefetch runs on its own (within the bucket's timeout): the open returns as soon as the files
+// document is there, and the download's other runs go out at once; only its first run waits for that reply.
+// Waiting for it here cost 10% on a 32 MiB download at 1 ms (the other runs left 4 MiB of server time later).
+// When the files find fails (no such file, a dead server, a timeout), the prefetch is abandoned and awaited,
+// so nothing of the failed open is left running.
 asio::awaitable<std::shared_ptr<detail::download_state>> open_download_by_id(std::shared_ptr<bucket::state> s,
                                                                              bson::value id,
                                                                              download_range range) {
     auto plan = first_chunks_plan(*s, range);
-    if (!plan) {
-        auto doc = co_await files_document_of(*s, id);
-        co_return co_await open_download(std::move(s), std::move(doc), range);
+    std::shared_ptr<detail::chunk_prefetch> prefetch;
+    if (plan) {
+        auto executor = co_await asio::this_coro::executor;
+        prefetch = std::make_shared<detail::chunk_prefetch>(executor);
+        plan->prefetch = prefetch;
+        asio::co_spawn(executor, prefetch_first_chunks(s, id, plan->assumed_run, prefetch), asio::detached);
     }
-    auto executor = co_await asio::this_coro::executor;
-    auto [order, doc_error, doc, query_error, reply] =
-        co_await asio::experimental::make_parallel_group(
-            asio::co_spawn(executor, files_document_held(s, id), asio::deferred),
-            asio::co_spawn(executor, query_first_chunks(s, id, plan->assumed_run), asio::deferred))
-            .async_wait(asio::experimental::wait_for_one_error(), asio::use_awaitable);
-    (void)order;
-    (void)query_error;  // query_first_chunks never throws; a cancelled one has no reply
-    if (doc_error)
-        std::rethrow_exception(doc_error);
-    plan->reply = std::move(reply);
-    co_return co_await open_download(std::move(s), std::move(doc), range, std::move(plan));
+    std::optional<bson::document> doc;
+    std::exception_ptr failed;
+    try {
+        doc.emplace(co_await files_document_of(*s, id));
+    } catch (...) {
+        failed = std::current_exception();
+    }
+    if (failed) {
+        if (prefetch) {
+            prefetch->abandon();
+            co_await prefetch->ended.async_receive(asio::as_tuple(asio::use_awaitable));
+        }
+        std::rethrow_exception(failed);
+    }
+    co_return co_await open_download(std::move(s), std::move(*doc), range, std::move(plan));
 }
 
 // Whether an upload's id came from the caller, who may reuse one, or was generated here.

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,13 +40,43 @@ struct checksum {
     std::optional<message_digest> running;
 };
 
-// The reply to a chunk query sent together with the files document's find, before the chunk size was known
-// (see first_chunks_plan in bucket.cpp): {files_id, n: {$gte: 0, $lt: assumed_run}} sorted by n, limit and
-// batchSize assumed_run, singleBatch. The download uses it as the reply to its first run, instead of sending
-// that query, when the file's chunk size is the assumed one and the read starts at chunk 0; otherwise it is
-// dropped.
+// The prefetch of a download's first chunks (first_chunks_plan in bucket.cpp), shared by its query
+// coroutine, the open and the download. Thread-safe: the download may be destroyed on another thread than the
+// one the query runs on.
+struct chunk_prefetch {
+    explicit chunk_prefetch(const boost::asio::any_io_executor& executor)
+        : replies(executor, 1), ended(executor, 1) {}
+
+    // Called by the query with its connection before it sends; false when the prefetch was abandoned already
+    // (then it does not send).
+    bool attach(wire::connection* connection);
+    // Called by the query once its reply came, before it gives its connection back.
+    void detach() noexcept;
+    // Nobody wants the reply any more: closes the query's connection if it is on one (the query then ends
+    // at once, its reply never comes) and the reply slot. A query in flight on a connection that nobody
+    // closes would keep that connection, and the coroutine waiting on it, alive past its io_context.
+    void abandon() noexcept;
+
+    // One slot: the reply, or null when the query failed or was abandoned.
+    boost::asio::experimental::concurrent_channel<void(boost::system::error_code,
+                                                       std::shared_ptr<wire::reply>)>
+        replies;
+    // One slot, filled when the query coroutine has ended and its connection is back in the pool.
+    boost::asio::experimental::concurrent_channel<void(boost::system::error_code)> ended;
+
+private:
+    std::mutex mutex_;
+    wire::connection* connection_ = nullptr;
+    bool abandoned_ = false;
+};
+
+// The chunk query sent together with the files document's find, before the chunk size was known:
+// {files_id, n: {$gte: 0, $lt: assumed_run}} sorted by n, limit and batchSize assumed_run, singleBatch. When
+// the file's chunk size is the assumed one and the read starts at chunk 0, the download's first run awaits
+// its reply instead of sending its own query (the other runs go out at once, without waiting for it);
+// otherwise the reply is dropped when it comes.
 struct first_chunks {
-    std::shared_ptr<wire::reply> reply;
+    std::shared_ptr<chunk_prefetch> prefetch;
     std::int32_t assumed_chunk_size = 0;
     std::int64_t assumed_run = 0;  // chunks_per_query for that chunk size
 };
@@ -75,10 +106,11 @@ struct download_state : std::enable_shared_from_this<download_state> {
     // flight).
     void abandon() noexcept;
 
-    // Queries run (or, given prefetched, validates that reply instead) and reports its chunks and its end.
+    // Queries run (or, given prefetched, awaits that reply instead, querying only if it brings none) and
+    // reports its chunks and its end.
     static boost::asio::awaitable<void> fetch_task(std::shared_ptr<download_state> self, chunk_run run,
                                                    std::uint64_t generation, wire::connection* conn,
-                                                   std::shared_ptr<wire::reply> prefetched);
+                                                   std::shared_ptr<chunk_prefetch> prefetched);
 
     boost::asio::any_io_executor executor;
     std::shared_ptr<bucket::state> parent;
@@ -87,8 +119,10 @@ struct download_state : std::enable_shared_from_this<download_state> {
     chunk_layout layout;
     std::int64_t range_end;  // reads stop here
     std::int64_t chunks_per_query;
-    // The prefetched reply to the first run of generation 1 (see first_chunks), until that run is issued.
-    std::shared_ptr<wire::reply> first_run_reply;
+    // The prefetch sent with the files find (see first_chunks), abandoned with the download.
+    std::shared_ptr<chunk_prefetch> prefetch;
+    // Its reply answers the first run of generation 1, not yet issued.
+    bool first_run_prefetched = false;
     std::size_t capacity;  // chunks held or reserved by queries in flight
     std::uint64_t generation = 0;
     run_splitter splitter;

@@ -6,6 +6,7 @@
 #include <gridflow/gridfs/detail/chunk_validator.hpp>
 #include <gridflow/wire/error.hpp>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -80,6 +81,29 @@ std::vector<checksum> checksums_of(bson::view files_document, bool md5) {
 
 }  // namespace
 
+bool chunk_prefetch::attach(wire::connection* connection) {
+    const std::lock_guard lock(mutex_);
+    if (abandoned_)
+        return false;
+    connection_ = connection;
+    return true;
+}
+
+void chunk_prefetch::detach() noexcept {
+    const std::lock_guard lock(mutex_);
+    connection_ = nullptr;
+}
+
+void chunk_prefetch::abandon() noexcept {
+    {
+        const std::lock_guard lock(mutex_);
+        abandoned_ = true;
+        if (connection_)
+            connection_->close();
+    }
+    replies.close();
+}
+
 download_state::download_state(asio::any_io_executor ex, std::shared_ptr<bucket::state> b,
                                bson::value file_id, bson::document files_doc, download_range range,
                                std::optional<first_chunks> prefetched)
@@ -101,9 +125,11 @@ download_state::download_state(asio::any_io_executor ex, std::shared_ptr<bucket:
     restart(range.start);
     // The prefetched reply answers the first run only if that run is the one it was asked for: same chunk
     // size, so the same run length, and a read that starts in chunk 0.
-    if (prefetched && prefetched->reply && prefetched->assumed_chunk_size == layout.chunk_size() &&
-        prefetched->assumed_run == chunks_per_query && layout.range(range.start, range_end).first == 0) {
-        first_run_reply = std::move(prefetched->reply);
+    if (prefetched && prefetched->prefetch) {
+        prefetch = std::move(prefetched->prefetch);
+        first_run_prefetched = prefetched->assumed_chunk_size == layout.chunk_size() &&
+                               prefetched->assumed_run == chunks_per_query &&
+                               layout.range(range.start, range_end).first == 0;
     }
 }
 
@@ -138,10 +164,10 @@ void download_state::issue() {
         reserved += count;
         ++in_flight;
         wire::connection* conn = &*leases[next_lease++ % leases.size()];
-        std::shared_ptr<wire::reply> prefetched;
-        if (generation == 1 && pending_run->first == 0)
-            prefetched = std::move(first_run_reply);
-        first_run_reply.reset();  // any later run, or a seek, has no use for it
+        std::shared_ptr<chunk_prefetch> prefetched;
+        if (first_run_prefetched && generation == 1 && pending_run->first == 0)
+            prefetched = prefetch;
+        first_run_prefetched = false;  // any later run, or a seek, has no use for it
         asio::co_spawn(executor,
                        fetch_task(shared_from_this(), *pending_run, generation, conn, std::move(prefetched)),
                        asio::detached);
@@ -151,6 +177,8 @@ void download_state::issue() {
 
 void download_state::abandon() noexcept {
     events.close();
+    if (prefetch)
+        prefetch->abandon();
     // A query in flight holds this state, which holds its connection, which holds the query's coroutine until
     // the reply comes: closing the connections ends that cycle now rather than when the replies arrive (or
     // never, if the io_context is destroyed first). Their replies would only be discarded anyway.
@@ -270,7 +298,7 @@ asio::awaitable<std::size_t> download_state::read(std::span<std::uint8_t> out) {
 
 asio::awaitable<void> download_state::fetch_task(std::shared_ptr<download_state> self, chunk_run run,
                                                  std::uint64_t generation, wire::connection* conn,
-                                                 std::shared_ptr<wire::reply> prefetched) {
+                                                 std::shared_ptr<chunk_prefetch> prefetched) {
     std::exception_ptr failed;
     std::int64_t delivered = 0;
     try {
@@ -280,14 +308,21 @@ asio::awaitable<void> download_state::fetch_task(std::shared_ptr<download_state>
         // end then reaches the validator as an extra chunk (errc::corrupt_file) instead of going unseen.
         const bool last_run = run.end == self->layout.chunk_count();
         std::shared_ptr<wire::reply> reply;
+        if (prefetched) {
+            // Closed by abandon(): the download is gone, and so is the need for this run.
+            auto [closed, prefetched_reply] =
+                co_await prefetched->replies.async_receive(asio::as_tuple(asio::use_awaitable));
+            if (closed)
+                throw error(errc::cancelled, "GridFS download abandoned");
+            reply = std::move(prefetched_reply);
+        }
         bson::view documents;
         std::int64_t cursor_id = 0;
-        if (prefetched) {
+        if (reply) {
             // The prefetched reply holds the file's chunks with n below assumed_run, in order, in a single
             // batch (its cursor is closed) that the 16 MiB reply limit cannot have cut short (bucket.cpp only
             // asks when it cannot): what this run's own query returns, except that a last run's query would
             // also have seen an extra chunk at n >= assumed_run (download_stream.hpp, "Prefetch at open").
-            reply = std::move(prefetched);
             documents = reply->body().at("cursor").as_document().at("firstBatch").as_array();
         } else {
             bson::builder find;
