@@ -12,9 +12,9 @@
 // (small files at 5 ms one way: 2,500 instead of 1,430 files/s on the dev server). The open returns once the
 // files document is there and the other runs go out at once; only the first run waits for that reply. The
 // prefetch ends with its reply, within bucket_options::timeout; a failed open (no such file) or a dropped
-// stream abandons it first, closing the connection it is on. That query is bounded by the run's end, so for a file of one run an extra chunk is
-// reported only below that end (16 chunks with the default options); every other run's query still sees any
-// extra chunk (the GridFS spec lets drivers ignore extra chunks).
+// stream abandons it first, closing the connection it is on. That query is bounded by the run's end, so for
+// a file of one run an extra chunk is reported only below that end (16 chunks with the default options);
+// every other run's query still sees any extra chunk (the GridFS spec lets drivers ignore extra chunks).
 //
 // Failure: errc::chunk_missing, errc::chunk_size or errc::corrupt_file from validation (or from the content
 // checksum, see bucket_options::enable_sha256), or the query's own error; it is thrown by the read that needs
