@@ -63,7 +63,7 @@ void deallocate_buffer(void* p, std::size_t n) noexcept {
             }
         }
     }
-    ::operator delete(p, capacity);
+    ::operator delete(p);
 }
 
 std::size_t cached_buffer_bytes() noexcept {
@@ -80,9 +80,9 @@ void release_cached_buffers() noexcept {
         released.swap(c.free_by_capacity);
         c.cached_bytes = 0;
     }
-    for (auto& [capacity, buffers] : released) {
-        for (void* p : buffers)
-            ::operator delete(p, capacity);
+    for (auto& entry : released) {
+        for (void* p : entry.second)
+            ::operator delete(p);
     }
 }
 
