@@ -237,17 +237,25 @@ asio::awaitable<std::int64_t> bucket::state::delete_documents(const wire::collec
 asio::awaitable<std::vector<wire::pool::lease>> bucket::state::lease_connections() const {
     const std::size_t count = std::min(options.connections_per_stream, options.max_in_flight);
     auto& pool = db.client().pool();
-    const std::size_t max_size = db.client().options().pool.max_size;
     std::vector<wire::pool::lease> leases;
     leases.reserve(count);
     leases.push_back(co_await pool.acquire());
-    while (leases.size() < count) {
-        const auto stats = pool.stats();
-        if (stats.waiting > 0 || (stats.idle == 0 && max_size != 0 && stats.total >= max_size))
-            break;
+    while (leases.size() < count && pool_has_room())
         leases.push_back(co_await pool.acquire());
-    }
     co_return leases;
+}
+
+bool bucket::state::pool_has_room() const {
+    const std::size_t max_size = db.client().options().pool.max_size;
+    const auto stats = db.client().pool().stats();
+    return stats.waiting == 0 && (stats.idle > 0 || max_size == 0 || stats.total < max_size);
+}
+
+std::int64_t bucket::state::run_length(std::int32_t chunk_size) const {
+    return detail::chunks_per_run(
+        chunk_size,
+        static_cast<std::int64_t>(std::min<std::size_t>(
+            options.batch_bytes, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max()))));
 }
 
 namespace {
@@ -308,18 +316,10 @@ std::optional<detail::first_chunks> first_chunks_plan(const bucket::state& s, co
     if (range.start != 0 || range.end)
         return std::nullopt;
     const std::int32_t chunk_size = s.options.chunk_size_bytes;
-    const std::int64_t run = detail::chunks_per_run(
-        chunk_size,
-        static_cast<std::int64_t>(std::min<std::size_t>(
-            s.options.batch_bytes, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max()))));
+    const std::int64_t run = s.run_length(chunk_size);
     // Per chunk document: the data plus at most 128 bytes of fields; 64 KiB for the rest of the reply.
     constexpr std::int64_t reply_limit = 16 * 1024 * 1024 - 64 * 1024;
-    if (run >= reply_limit / (static_cast<std::int64_t>(chunk_size) + 128))
-        return std::nullopt;
-    auto& pool = s.db.client().pool();
-    const std::size_t max_size = s.db.client().options().pool.max_size;
-    const auto stats = pool.stats();
-    if (stats.waiting > 0 || (stats.idle == 0 && max_size != 0 && stats.total >= max_size))
+    if (run >= reply_limit / (static_cast<std::int64_t>(chunk_size) + 128) || !s.pool_has_room())
         return std::nullopt;
     return detail::first_chunks{nullptr, chunk_size, run};
 }

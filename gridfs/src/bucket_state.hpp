@@ -43,6 +43,11 @@ struct bucket::state {
     // waits for the pool, the others are taken only while the pool has an idle connection or room for a new
     // one. Streams that each waited for several connections could deadlock on a small pool.
     boost::asio::awaitable<std::vector<wire::pool::lease>> lease_connections() const;
+    // Whether the pool can lend a connection now, without anyone waiting: nobody is queued, and it has an
+    // idle connection or room to open one.
+    [[nodiscard]] bool pool_has_room() const;
+    // Chunks per range query (a download run) for files of this chunk size: about batch_bytes of chunks.
+    [[nodiscard]] std::int64_t run_length(std::int32_t chunk_size) const;
 
     // Awaits op within options.timeout (errc::timeout naming `what` on expiry).
     template <class T>

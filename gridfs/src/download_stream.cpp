@@ -113,10 +113,7 @@ download_state::download_state(asio::any_io_executor ex, std::shared_ptr<bucket:
       files_document(std::move(files_doc)),
       layout(chunk_layout::from_files_document(files_document.view())),
       range_end(checked_end(layout, range)),
-      chunks_per_query(chunks_per_run(
-          layout.chunk_size(), static_cast<std::int64_t>(std::min<std::size_t>(
-                                   parent->options.batch_bytes,
-                                   static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max()))))),
+      chunks_per_query(parent->run_length(layout.chunk_size())),
       capacity(parent->options.max_in_flight * static_cast<std::size_t>(chunks_per_query)),
       splitter(layout.range(0, 0), chunks_per_query),
       reorder(0, capacity),
