@@ -2,6 +2,7 @@
 
 #include "bucket_state.hpp"
 #include "download_state.hpp"
+#include "insert_combiner.hpp"
 #include "upload_state.hpp"
 
 #include <gridflow/wire/detail/buffer_recycler.hpp>
@@ -33,6 +34,17 @@ namespace asio = boost::asio;
 namespace gridflow::gridfs {
 
 namespace {
+
+// Combined inserts in flight per collection (insert_combiner.hpp). Two, so that a new small upload finds a
+// free slot more often than not, while the uploads that arrive during a round trip still share one command:
+// the dev server's cost per command, not per document, bounds small uploads.
+constexpr std::size_t combined_inserts_in_flight = 2;
+
+// Whether a whole upload of this many bytes goes through the combiners: at most one chunk, and at most 1 MiB,
+// since the combiners own a copy of the bytes.
+bool combines(std::size_t upload_size, std::int32_t chunk_size) {
+    return upload_size <= static_cast<std::size_t>(chunk_size) && upload_size <= 1024 * 1024;
+}
 
 std::optional<bson::document> effective_write_concern(const wire::database& db,
                                                       const bucket_options& options) {
@@ -190,7 +202,13 @@ bucket::state::state(wire::database database, bucket_options opts)
       write_concern(effective_write_concern(db, options)),
       read_preference(read_preference_of(options)),
       files(db.collection(options.bucket_name + ".files")),
-      chunks(db.collection(options.bucket_name + ".chunks")) {}
+      chunks(db.collection(options.bucket_name + ".chunks")),
+      chunk_inserts(std::make_shared<detail::insert_combiner>(db, chunks.name(), write_concern,
+                                                              options.batch_bytes, combined_inserts_in_flight,
+                                                              options.timeout)),
+      file_inserts(std::make_shared<detail::insert_combiner>(db, files.name(), write_concern,
+                                                             options.batch_bytes, combined_inserts_in_flight,
+                                                             options.timeout)) {}
 
 void bucket::state::append_write_concern(bson::builder& command) const {
     if (write_concern)
@@ -426,7 +444,8 @@ enum class id_origin { caller, generated };
 asio::awaitable<std::shared_ptr<detail::upload_state>> open_upload(std::shared_ptr<bucket::state> s,
                                                                    bson::value id, id_origin origin,
                                                                    std::string filename,
-                                                                   upload_options options) {
+                                                                   upload_options options,
+                                                                   bool combined = false) {
     if (options.chunk_size_bytes && *options.chunk_size_bytes <= 0)
         throw error(errc::invalid_argument, "GridFS chunk size must be positive");
     if (options.extra_fields)
@@ -445,7 +464,7 @@ asio::awaitable<std::shared_ptr<detail::upload_state>> open_upload(std::shared_p
         }
     }
     co_return co_await detail::upload_state::make(std::move(s), std::move(id), std::move(filename),
-                                                  std::move(options));
+                                                  std::move(options), combined);
 }
 
 // How a whole-call upload moves its bytes into the open stream; sets source_failed when the source (not
@@ -453,11 +472,14 @@ asio::awaitable<std::shared_ptr<detail::upload_state>> open_upload(std::shared_p
 using transfer_fn = std::function<asio::awaitable<void>(detail::upload_state&, bool& source_failed)>;
 
 // open, transfer, close as one call. On failure every insert is settled before this returns (the transfer
-// may have lent the stream the caller's memory); a source failure deletes the chunks written (the spec's
-// abort), an interruption leaves that to the background cleanup.
+// may have lent the stream the caller's memory), except the combined inserts of an interrupted upload, which
+// own their bytes: the interruption must not wait for a server that may not answer. A source failure deletes
+// the chunks written (the spec's abort), an interruption leaves that to the background cleanup.
 asio::awaitable<void> upload_whole(std::shared_ptr<bucket::state> b, bson::value id, id_origin origin,
-                                   std::string filename, upload_options options, transfer_fn transfer) {
-    auto s = co_await open_upload(std::move(b), std::move(id), origin, std::move(filename), std::move(options));
+                                   std::string filename, upload_options options, transfer_fn transfer,
+                                   bool combined = false) {
+    auto s = co_await open_upload(std::move(b), std::move(id), origin, std::move(filename),
+                                  std::move(options), combined);
     bool source_failed = false;
     std::exception_ptr failed;
     try {
@@ -470,9 +492,11 @@ asio::awaitable<void> upload_whole(std::shared_ptr<bucket::state> b, bson::value
     failed = s->record(failed);
     // A cancelled coroutine may await nothing more; settling the inserts is part of the cancellation.
     co_await asio::this_coro::reset_cancellation_state();
-    try {
-        co_await s->drain();
-    } catch (...) {
+    if (!s->combined || !s->interrupted) {
+        try {
+            co_await s->drain();
+        } catch (...) {
+        }
     }
     // Nothing is in flight any more; the deletes below lease from the pool, which may have no other
     // connection to give.
@@ -664,10 +688,12 @@ asio::awaitable<void> upload_buffer(const std::shared_ptr<bucket::state>& state,
                                     std::string_view filename, std::span<const std::uint8_t> data,
                                     upload_options options) {
     // No owner for the chunks: data is the caller's and outlives this call, which settles every insert
-    // before returning.
+    // before returning (a combined upload copies it).
     transfer_fn transfer = [data](detail::upload_state& s, bool&) { return s.upload_all(data); };
-    co_await state->bounded(upload_whole(state, std::move(id), origin, std::string(filename), std::move(options),
-                                         std::move(transfer)),
+    const bool combined =
+        combines(data.size(), options.chunk_size_bytes.value_or(state->options.chunk_size_bytes));
+    co_await state->bounded(upload_whole(state, std::move(id), origin, std::string(filename),
+                                         std::move(options), std::move(transfer), combined),
                             "GridFS upload_from_buffer");
 }
 

@@ -17,6 +17,10 @@
 
 namespace gridflow::gridfs {
 
+namespace detail {
+class insert_combiner;
+}
+
 struct bucket::state {
     state(wire::database database, bucket_options opts);
 
@@ -28,6 +32,9 @@ struct bucket::state {
     std::optional<bson::document> read_preference;
     wire::collection files;
     wire::collection chunks;
+    // Group commit for small uploads (insert_combiner.hpp): their chunk and files documents.
+    std::shared_ptr<detail::insert_combiner> chunk_inserts;
+    std::shared_ptr<detail::insert_combiner> file_inserts;
     // Set once the indexes were found or created (cleared by drop()); checking again is harmless, so no lock.
     std::atomic<bool> indexes_ready{false};
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "bucket_state.hpp"
+#include "insert_combiner.hpp"
 
 #include <gridflow/gridfs/detail/message_digest.hpp>
 #include <gridflow/gridfs/detail/upload_batcher.hpp>
@@ -23,13 +24,16 @@ struct upload_state : std::enable_shared_from_this<upload_state> {
     // open → closed (close() succeeded) | aborted (abort() called) | failed (a call threw).
     enum class status { open, closed, aborted, failed };
 
-    // Leases the stream's connections and sizes the batcher from the server's limits.
+    // Leases the stream's connections and sizes the batcher from the server's limits. A combined upload (a
+    // small whole-call upload, see insert_combiner.hpp) leases none: its documents go through the bucket's
+    // combiners, and its one batch needs no more than the limits every server has.
     static boost::asio::awaitable<std::shared_ptr<upload_state>> make(std::shared_ptr<bucket::state> b,
                                                                       bson::value id, std::string filename,
-                                                                      upload_options options);
+                                                                      upload_options options, bool combined);
 
     upload_state(boost::asio::any_io_executor executor, std::shared_ptr<bucket::state> bucket, bson::value id,
-                 std::string filename, upload_options options, std::vector<wire::pool::lease> leases);
+                 std::string filename, upload_options options, std::vector<wire::pool::lease> leases,
+                 bool combined);
 
     // The operations behind the public calls, without timeout or failure bookkeeping (see guarded() in
     // upload_stream.cpp). write() copies into the staging buffer; upload_all() sends data in place (the
@@ -81,6 +85,11 @@ struct upload_state : std::enable_shared_from_this<upload_state> {
     static boost::asio::awaitable<void> insert_task(std::shared_ptr<upload_state> self, insert_batch batch,
                                                     std::shared_ptr<const void> owner,
                                                     wire::connection* conn);
+    // insert_task for a combined upload: a copy of the batch's documents goes through the chunk combiner.
+    static boost::asio::awaitable<void> combined_insert_task(std::shared_ptr<upload_state> self,
+                                                             owned_documents documents);
+    // An insert settled (failed null when it succeeded): its acknowledgement goes to the stream.
+    void acknowledge(std::exception_ptr failed);
 
     boost::asio::any_io_executor executor;
     std::shared_ptr<bucket::state> parent;
@@ -88,7 +97,9 @@ struct upload_state : std::enable_shared_from_this<upload_state> {
     std::string filename;
     upload_options options;
     std::int32_t chunk_size;
-    std::vector<wire::pool::lease> leases;  // never resized while inserts are in flight
+    // Through the bucket's combiners instead of leases of its own (make()).
+    bool combined;
+    std::vector<wire::pool::lease> leases;  // never resized while inserts are in flight; none when combined
     std::size_t next_lease = 0;
     bson::document insert_command;
     upload_batcher batcher;

@@ -20,10 +20,21 @@ namespace detail {
 
 namespace {
 
-batch_limits limits_of(const wire::connection& conn, std::size_t batch_bytes) {
-    const auto& d = conn.description();
+batch_limits limits_of(const wire::sansio::server_description& d, std::size_t batch_bytes) {
     return batch_limits{batch_bytes, d.max_write_batch_size, d.max_message_size_bytes,
                         d.max_bson_object_size};
+}
+
+// The documents' bytes, copied: a combiner owns what it sends.
+owned_documents copy_of(const insert_batch& batch) {
+    owned_documents copy;
+    copy.bytes.reserve(batch.size_bytes());
+    for (const auto& buffer : batch.documents()) {
+        const auto* bytes = static_cast<const std::uint8_t*>(buffer.data());
+        copy.bytes.insert(copy.bytes.end(), bytes, bytes + buffer.size());
+    }
+    copy.count = batch.count();
+    return copy;
 }
 
 std::exception_ptr translate(const error& e, const bson::value& id) {
@@ -47,20 +58,25 @@ bool is_file_exists(const std::exception_ptr& e) {
 
 asio::awaitable<std::shared_ptr<upload_state>> upload_state::make(std::shared_ptr<bucket::state> b,
                                                                   bson::value id, std::string filename,
-                                                                  upload_options options) {
-    auto leases = co_await b->lease_connections();
+                                                                  upload_options options, bool combined) {
+    std::vector<wire::pool::lease> leases;
+    if (!combined)
+        leases = co_await b->lease_connections();
     co_return std::make_shared<upload_state>(co_await asio::this_coro::executor, std::move(b), std::move(id),
-                                             std::move(filename), std::move(options), std::move(leases));
+                                             std::move(filename), std::move(options), std::move(leases),
+                                             combined);
 }
 
 upload_state::upload_state(asio::any_io_executor ex, std::shared_ptr<bucket::state> b, bson::value file_id,
-                           std::string name, upload_options opts, std::vector<wire::pool::lease> ls)
+                           std::string name, upload_options opts, std::vector<wire::pool::lease> ls,
+                           bool combine)
     : executor(std::move(ex)),
       parent(std::move(b)),
       id(std::move(file_id)),
       filename(std::move(name)),
       options(std::move(opts)),
       chunk_size(options.chunk_size_bytes.value_or(parent->options.chunk_size_bytes)),
+      combined(combine),
       leases(std::move(ls)),
       insert_command([&] {
           bson::builder c;
@@ -69,7 +85,9 @@ upload_state::upload_state(asio::any_io_executor ex, std::shared_ptr<bucket::sta
           parent->append_write_concern(c);
           return c.extract();
       }()),
-      batcher(id.get(), chunk_size, limits_of(*leases.front(), parent->options.batch_bytes)),
+      batcher(id.get(), chunk_size,
+              limits_of(combined ? wire::sansio::server_description{} : leases.front()->description(),
+                        parent->options.batch_bytes)),
       // As many chunks as one insert takes (documents count their headers too), so that every staging
       // buffer or file block fills whole inserts.
       staging_size(batcher.documents_per_batch() * static_cast<std::size_t>(chunk_size)),
@@ -129,9 +147,26 @@ asio::awaitable<void> upload_state::insert_task(std::shared_ptr<upload_state> se
     }
     // Releases the referenced bytes before the stream learns that the insert is over.
     owner.reset();
+    self->acknowledge(failed);
+}
+
+asio::awaitable<void> upload_state::combined_insert_task(std::shared_ptr<upload_state> self,
+                                                         owned_documents documents) {
+    std::exception_ptr failed;
+    try {
+        co_await self->parent->chunk_inserts->insert(std::move(documents));
+    } catch (const error& e) {
+        failed = translate(e, self->id);
+    } catch (...) {
+        failed = std::current_exception();
+    }
+    self->acknowledge(failed);
+}
+
+void upload_state::acknowledge(std::exception_ptr failed) {
     // The channel holds max_in_flight acknowledgements and at most that many inserts are in flight, so this
     // never fails for lack of room.
-    (void)self->acks.try_send(boost::system::error_code{}, failed);
+    (void)acks.try_send(boost::system::error_code{}, std::move(failed));
 }
 
 asio::awaitable<void> upload_state::send(insert_batch batch, std::shared_ptr<const void> owner) {
@@ -139,8 +174,12 @@ asio::awaitable<void> upload_state::send(insert_batch batch, std::shared_ptr<con
     while (in_flight >= parent->options.max_in_flight)
         co_await receive_one();
     rethrow_failure();
-    wire::connection* conn = &*leases[next_lease++ % leases.size()];
     ++in_flight;
+    if (combined) {
+        asio::co_spawn(executor, combined_insert_task(shared_from_this(), copy_of(batch)), asio::detached);
+        co_return;
+    }
+    wire::connection* conn = &*leases[next_lease++ % leases.size()];
     asio::co_spawn(executor, insert_task(shared_from_this(), std::move(batch), std::move(owner), conn),
                    asio::detached);
 }
@@ -207,18 +246,25 @@ asio::awaitable<void> upload_state::finish() {
         doc.append("md5", md5->hex_digest());
     if (sha256)
         doc.append("sha256", sha256->hex_digest());
-    bson::builder command;
-    command.append("insert", parent->files.name());
-    command.append_array("documents", [&](bson::builder& docs) { docs.append("0", doc.view()); });
-    parent->append_write_concern(command);
     std::exception_ptr failed;
     files_insert_sent = upload_date;
-    // The files document goes over a connection this stream already holds: asking the pool for another
-    // while holding these would wait forever on a pool of maxPoolSize connections all leased by streams.
-    if (leases.size() > 1)
-        leases.erase(leases.begin() + 1, leases.end());
     try {
-        co_await leases.front()->run_command(parent->db.name(), command.view());
+        if (combined) {
+            const bson::view files_doc = doc.view();
+            owned_documents copy{{files_doc.data(), files_doc.data() + files_doc.size()}, 1};
+            co_await parent->file_inserts->insert(std::move(copy));
+        } else {
+            bson::builder command;
+            command.append("insert", parent->files.name());
+            command.append_array("documents", [&](bson::builder& docs) { docs.append("0", doc.view()); });
+            parent->append_write_concern(command);
+            // The files document goes over a connection this stream already holds: asking the pool for
+            // another while holding these would wait forever on a pool of maxPoolSize connections all leased
+            // by streams.
+            if (leases.size() > 1)
+                leases.erase(leases.begin() + 1, leases.end());
+            co_await leases.front()->run_command(parent->db.name(), command.view());
+        }
     } catch (const error& e) {
         failed = translate(e, id);
     }

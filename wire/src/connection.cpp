@@ -532,8 +532,8 @@ asio::awaitable<connection> connection::open(asio::any_io_executor executor, hos
     co_return conn;
 }
 
-asio::awaitable<reply> connection::run_command(std::string_view db, bson::view command,
-                                               std::span<const sansio::document_sequence> sequences) {
+asio::awaitable<reply> connection::exchange(std::string_view db, bson::view command,
+                                            std::span<const sansio::document_sequence> sequences) {
     bson::builder body;
     body.concat(command);
     body.append("$db", db);
@@ -546,16 +546,29 @@ asio::awaitable<reply> connection::run_command(std::string_view db, bson::view c
                                                 std::to_string(d.max_message_size_bytes) + ")");
     }
     const auto socket_timeout = impl_->options().socket_timeout;
-    reply r;
+    if (!socket_timeout)
+        co_return co_await impl_->async_exchange(std::move(message), asio::use_awaitable);
     try {
-        r = co_await async::with_timeout(impl_->async_exchange(std::move(message), asio::use_awaitable),
-                                         socket_timeout, "reply from " + impl_->address().to_string());
+        co_return co_await async::with_timeout(impl_->async_exchange(std::move(message), asio::use_awaitable),
+                                               socket_timeout, "reply from " + impl_->address().to_string());
     } catch (const error& e) {
         // After a socket timeout the stream's state is unknown: the connection cannot be trusted again.
         if (e.code() == errc::timeout) impl_->fail(std::current_exception());
         throw;
     }
+}
+
+asio::awaitable<reply> connection::run_command(std::string_view db, bson::view command,
+                                               std::span<const sansio::document_sequence> sequences) {
+    reply r = co_await exchange(db, command, sequences);
     sansio::check_command_reply(r.body());
+    co_return r;
+}
+
+asio::awaitable<reply> connection::run_write_command(std::string_view db, bson::view command,
+                                                     std::span<const sansio::document_sequence> sequences) {
+    reply r = co_await exchange(db, command, sequences);
+    sansio::check_command_status(r.body());
     co_return r;
 }
 

@@ -264,7 +264,9 @@ public:
         } else if (command == "createIndexes") {
             co_await p.reply(request, test::reply_ok());
         } else if (key == "insert fs.files") {
-            // The files document may come in the body or in a kind 1 sequence.
+            // The files documents may come in the body or in a kind 1 sequence (several of them when small
+            // uploads share the insert).
+            const std::size_t before = files_inserted.size();
             if (const auto docs = request.body().find("documents")) {
                 for (auto& doc : documents_of(docs->as_array()))
                     files_inserted.push_back(std::move(doc));
@@ -273,8 +275,8 @@ public:
                 for (const auto& doc : sequence->documents)
                     files_inserted.emplace_back(doc);
             }
-            co_await p.reply(request,
-                             test::reply_ok([](bson::builder& b) { b.append("n", std::int32_t{1}); }));
+            const auto inserted = static_cast<std::int32_t>(files_inserted.size() - before);
+            co_await p.reply(request, test::reply_ok([&](bson::builder& b) { b.append("n", inserted); }));
         } else if (key == "insert fs.chunks") {
             const auto* sequence = request.sequence("documents");
             if (sequence == nullptr)

@@ -98,31 +98,52 @@ server_description parse_hello_reply(bson::view reply) {
     return d;
 }
 
-void check_command_reply(bson::view reply) {
+namespace {
+
+void check_ok(bson::view reply) {
     const auto ok = reply.find("ok");
     if (!ok) throw error(errc::bad_reply, "reply has no 'ok' field: " + reply.to_json());
     if (!ok->truthy()) throw error(server_error_from(reply));
-    if (auto write_errors = reply.find("writeErrors")) {
-        if (write_errors->type() != BSON_TYPE_ARRAY) throw error(errc::bad_reply, "writeErrors is not an array");
-        std::optional<server_error_info> first;
-        write_errors->as_array().for_each([&](const bson::element& e) {
-            if (first) return;
-            const bson::view we = e.as_document();
-            server_error_info info = server_error_from(we);
-            if (auto index = we.find("index"); index && index->is_number()) {
-                info.write_error_index = index->as_integer();
-            } else {
-                info.write_error_index = 0;
-            }
-            first = std::move(info);
-        });
-        if (first) throw error(std::move(*first));
-    }
+}
+
+void check_write_concern(bson::view reply) {
     if (auto wce = reply.find("writeConcernError")) {
         server_error_info info = server_error_from(wce->as_document());
         info.write_concern_error = true;
         throw error(std::move(info));
     }
+}
+
+}  // namespace
+
+std::vector<server_error_info> write_errors_of(bson::view reply) {
+    std::vector<server_error_info> errors;
+    const auto write_errors = reply.find("writeErrors");
+    if (!write_errors)
+        return errors;
+    if (write_errors->type() != BSON_TYPE_ARRAY)
+        throw error(errc::bad_reply, "writeErrors is not an array");
+    write_errors->as_array().for_each([&](const bson::element& e) {
+        const bson::view we = e.as_document();
+        server_error_info info = server_error_from(we);
+        const auto index = we.find("index");
+        info.write_error_index = index && index->is_number() ? index->as_integer() : 0;
+        errors.push_back(std::move(info));
+    });
+    return errors;
+}
+
+void check_command_reply(bson::view reply) {
+    check_ok(reply);
+    auto errors = write_errors_of(reply);
+    if (!errors.empty())
+        throw error(std::move(errors.front()));
+    check_write_concern(reply);
+}
+
+void check_command_status(bson::view reply) {
+    check_ok(reply);
+    check_write_concern(reply);
 }
 
 }  // namespace gridflow::wire::sansio

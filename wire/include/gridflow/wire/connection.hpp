@@ -149,6 +149,12 @@ public:
     boost::asio::awaitable<reply> run_command(std::string_view db, bson::view command,
                                               std::span<const sansio::document_sequence> sequences = {});
 
+    // run_command for a write whose documents belong to several callers (an unordered insert): writeErrors
+    // are left in the reply for the caller to attribute (sansio::write_errors_of); ok: 0 and
+    // writeConcernError still throw. Buffers, completion, cancellation and thread safety as for run_command.
+    boost::asio::awaitable<reply> run_write_command(
+        std::string_view db, bson::view command, std::span<const sansio::document_sequence> sequences = {});
+
     // What the handshake said. Fixed for the connection's lifetime.
     [[nodiscard]] const sansio::server_description& description() const noexcept;
     [[nodiscard]] const host_port& address() const noexcept;
@@ -161,6 +167,9 @@ public:
 
 private:
     explicit connection(std::shared_ptr<detail::connection_impl> impl) noexcept;
+    // Sends and awaits the reply without checking it (run_command and run_write_command check).
+    boost::asio::awaitable<reply> exchange(std::string_view db, bson::view command,
+                                           std::span<const sansio::document_sequence> sequences);
     std::shared_ptr<detail::connection_impl> impl_;
 };
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <gridflow/wire/bson.hpp>
+#include <gridflow/wire/error.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -54,5 +55,13 @@ struct hello_options {
 // errmsg), writeErrors (the first one, with its index), or writeConcernError. Throws errc::bad_reply when the
 // reply has no ok field.
 void check_command_reply(bson::view reply);
+
+// check_command_reply without writeErrors, for a caller that attributes them to its own documents (an
+// unordered insert carrying several callers' documents): ok and writeConcernError only.
+void check_command_status(bson::view reply);
+
+// The reply's writeErrors in the server's order, each with its index (0 when the server gave none). Throws
+// errc::bad_reply when writeErrors is not an array of documents.
+[[nodiscard]] std::vector<server_error_info> write_errors_of(bson::view reply);
 
 }  // namespace gridflow::wire::sansio
