@@ -104,6 +104,7 @@ asio::awaitable<wire::reply> insert_combiner::run(wire::connection& conn,
 asio::awaitable<void> insert_combiner::send(wire::connection& conn,
                                             const std::vector<submission_ptr>& batch) const {
     std::vector<std::exception_ptr> failures(batch.size());
+    bool resend_each = false;
     try {
         std::optional<async::clock::duration> limit;
         if (timeout_)
@@ -138,8 +139,24 @@ asio::awaitable<void> insert_combiner::send(wire::connection& conn,
                                              (n && n->is_number() ? std::to_string(n->as_integer()) : "no") +
                                              " documents");
         }
+    } catch (const error& e) {
+        const auto& server = e.server();
+        resend_each =
+            batch.size() > 1 && server && !server->write_concern_error && !server->write_error_index;
+        if (!resend_each)
+            std::fill(failures.begin(), failures.end(), std::current_exception());
     } catch (...) {
         std::fill(failures.begin(), failures.end(), std::current_exception());
+    }
+    if (resend_each) {
+        // ok: 0 refuses the whole command, so none of it was stored. The dev server answers an unordered
+        // insert that holds a duplicate this way, instead of with writeErrors: each caller's documents go
+        // again on their own, so that only the guilty caller fails.
+        for (const auto& sub : batch) {
+            const std::vector<submission_ptr> alone{sub};
+            co_await send(conn, alone);
+        }
+        co_return;
     }
     for (std::size_t i = 0; i < batch.size(); ++i)
         (void)batch[i]->outcome.try_send(boost::system::error_code{}, failures[i]);

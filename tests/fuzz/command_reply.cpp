@@ -1,5 +1,6 @@
 // Feeds arbitrary BSON documents to the readers of command replies: the error check every reply passes
-// through (ok, writeErrors, writeConcernError) and the hello reader the handshake uses. Whatever a server puts
+// through (ok, writeErrors, writeConcernError), the writeErrors reader of combined inserts and the hello reader
+// the handshake uses. Whatever a server puts
 // in a reply, the result is a value or a gridflow::error, never a crash.
 #include <gridflow/wire/bson.hpp>
 #include <gridflow/wire/error.hpp>
@@ -16,6 +17,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         return 0;
     try {
         sansio::check_command_reply(*reply);
+    } catch (const gridflow::error& e) {
+        (void)e.what();
+    }
+    try {
+        sansio::check_command_status(*reply);
+        for (const auto& e : sansio::write_errors_of(*reply))
+            (void)e.write_error_index.value();
     } catch (const gridflow::error& e) {
         (void)e.what();
     }

@@ -20,6 +20,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <exception>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -361,6 +363,61 @@ BOOST_AUTO_TEST_CASE(many_concurrent_uploads_and_downloads) {
     }());
     for (std::size_t i = 0; i < files; ++i)
         BOOST_TEST((back[i] == contents[i]), "file " << i);
+}
+
+// Small whole-buffer uploads share insert commands (insert_combiner): 24 at once, three of them racing for
+// the same id. Every other file is stored whole; of the racers, exactly one wins and the others see
+// file_exists (the id check before the upload cannot tell, so the unique indexes decide inside a shared
+// insert).
+BOOST_AUTO_TEST_CASE(concurrent_small_uploads_share_inserts_and_keep_their_own_errors) {
+    fixture f;
+    auto fs = f.make_bucket();
+    constexpr std::size_t files = 24;
+    const bson::value contested(std::string_view("contested"));
+    std::vector<std::vector<std::uint8_t>> contents;
+    for (std::size_t i = 0; i < files; ++i)
+        contents.push_back(random_bytes(i * 1111, static_cast<std::uint32_t>(300 + i)));
+    const auto racer = [](std::size_t i) { return i % 8 == 3; };
+    std::vector<std::exception_ptr> failures;
+    run(f.io, [&]() -> asio::awaitable<void> {
+        const auto ex = co_await asio::this_coro::executor;
+        std::vector<decltype(asio::co_spawn(ex, asio::awaitable<void>(), asio::deferred))> ops;
+        for (std::size_t i = 0; i < files; ++i) {
+            const bson::value id =
+                racer(i) ? contested : bson::value(std::string_view("small-" + std::to_string(i)));
+            ops.push_back(
+                asio::co_spawn(ex, fs.upload_from_buffer_with_id(id, "small", contents[i]), asio::deferred));
+        }
+        auto [order, errors] = co_await asio::experimental::make_parallel_group(std::move(ops))
+                                   .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+        failures = errors;
+    }());
+    std::optional<std::size_t> winner;
+    for (std::size_t i = 0; i < files; ++i) {
+        if (!racer(i)) {
+            if (failures[i]) {
+                try {
+                    std::rethrow_exception(failures[i]);
+                } catch (const std::exception& e) {
+                    BOOST_TEST_MESSAGE("file " << i << ": " << e.what());
+                }
+            }
+            BOOST_TEST(!failures[i], "file " << i);
+            const bson::value id(std::string_view("small-" + std::to_string(i)));
+            BOOST_TEST((run(f.io, fs.download_to_buffer(id)) == contents[i]), "file " << i);
+        } else if (!failures[i]) {
+            BOOST_TEST(!winner.has_value(), "two uploads stored the same id");
+            winner = i;
+        } else {
+            try {
+                std::rethrow_exception(failures[i]);
+            } catch (const error& e) {
+                BOOST_TEST(e.code() == make_error_code(errc::file_exists), e.what());
+            }
+        }
+    }
+    BOOST_TEST_REQUIRE(winner.has_value());
+    BOOST_TEST((run(f.io, fs.download_to_buffer(contested)) == contents[*winner]));
 }
 
 // A chunk already stored under the id makes the unique {files_id, n} index refuse the first insert: the

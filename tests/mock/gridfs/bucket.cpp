@@ -1131,3 +1131,195 @@ BOOST_AUTO_TEST_CASE(a_short_remainder_rides_in_the_last_insert) {
     const std::vector<std::size_t> expected{4, 4, 4, 4, 6, 4, 4, 4, 4, 6};
     BOOST_TEST(insert_sizes == expected, boost::test_tools::per_element());
 }
+
+// Small uploads (at most one chunk) share insert commands: the chunk and files documents handed over while
+// earlier inserts are in flight go out together, in one unordered insert per collection.
+
+namespace scripted {
+
+// Holds the reply to each of the first `held` commands for `delay`, so that the uploads started meanwhile
+// queue up behind them; records the documents per command.
+gridfs_server::handler holding_first(gridfs_server& server, std::vector<std::size_t>& sizes, std::size_t held,
+                                     std::chrono::milliseconds delay) {
+    return [&server, &sizes, held, delay](peer& p, received_request request) -> asio::awaitable<void> {
+        sizes.push_back(request.sequence("documents")->documents.size());
+        if (sizes.size() <= held) {
+            asio::steady_timer wait(co_await asio::this_coro::executor, delay);
+            co_await wait.async_wait(asio::use_awaitable);
+        }
+        co_await server.serve_default(p, std::move(request));
+    };
+}
+
+// Runs upload(i) for i in [0, count) concurrently; returns each one's failure (null when it succeeded).
+asio::awaitable<std::vector<std::exception_ptr>> concurrently(
+    std::size_t count, const std::function<asio::awaitable<void>(std::size_t)>& upload) {
+    std::vector<std::exception_ptr> failures(count);
+    asio::experimental::channel<void(boost::system::error_code)> done(co_await asio::this_coro::executor,
+                                                                      count);
+    for (std::size_t i = 0; i < count; ++i) {
+        asio::co_spawn(co_await asio::this_coro::executor, upload(i), [&, i](std::exception_ptr e) {
+            failures[i] = e;
+            (void)done.try_send(boost::system::error_code{});
+        });
+    }
+    for (std::size_t i = 0; i < count; ++i)
+        co_await done.async_receive(asio::use_awaitable);
+    co_return failures;
+}
+
+std::size_t sum(const std::vector<std::size_t>& sizes) {
+    std::size_t total = 0;
+    for (const auto s : sizes)
+        total += s;
+    return total;
+}
+
+}  // namespace scripted
+
+BOOST_AUTO_TEST_CASE(concurrent_small_uploads_share_their_insert_commands) {
+    asio::io_context io;
+    gridfs_server server(io);
+    std::vector<std::size_t> chunk_commands;
+    std::vector<std::size_t> files_commands;
+    // Two inserts per collection may be in flight; holding both lets every other upload queue behind them.
+    server.on("insert fs.chunks", holding_first(server, chunk_commands, 2, 300ms));
+    server.on("insert fs.files", holding_first(server, files_commands, 2, 300ms));
+    constexpr std::size_t uploads = 16;
+    std::vector<std::exception_ptr> failures;
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket fs(client.database("db"));
+        co_await fs.upload_from_buffer("warm-up", content(0, 10));  // the index checks, once
+        chunk_commands.clear();
+        files_commands.clear();
+        server.files_inserted.clear();
+        failures = co_await concurrently(uploads, [&](std::size_t i) -> asio::awaitable<void> {
+            co_await fs.upload_from_buffer("file-" + std::to_string(i), content(0, 1000));
+        });
+    });
+    for (const auto& failure : failures)
+        BOOST_TEST(!failure);
+    BOOST_TEST(sum(chunk_commands) == uploads);
+    BOOST_TEST(server.files_inserted.size() == uploads);
+    // One document per command would take 16 of each; the two held ones and whatever came after them take
+    // all 16 in at most 4.
+    BOOST_TEST(chunk_commands.size() <= 4U);
+    BOOST_TEST(files_commands.size() <= 4U);
+}
+
+namespace scripted {
+
+// How the server refuses a duplicate in an unordered insert: by writeErrors (MongoDB), or by refusing the
+// whole command with ok: 0 and storing nothing (the dev server).
+enum class refusal { write_errors, whole_command };
+
+std::ostream& operator<<(std::ostream& out, refusal r) {
+    return out << (r == refusal::write_errors ? "write_errors" : "whole_command");
+}
+
+}  // namespace scripted
+
+BOOST_DATA_TEST_CASE(a_duplicate_in_a_shared_insert_fails_only_its_own_upload,
+                     data::make({refusal::write_errors, refusal::whole_command}), style) {
+    asio::io_context io;
+    gridfs_server server(io);
+    std::vector<std::size_t> files_commands;
+    // Any files document named "taken" is refused as a duplicate.
+    server.on("insert fs.files", [&](peer& p, received_request request) -> asio::awaitable<void> {
+        const auto& docs = request.sequence("documents")->documents;
+        files_commands.push_back(docs.size());
+        if (files_commands.size() <= 2) {
+            asio::steady_timer wait(co_await asio::this_coro::executor, 300ms);
+            co_await wait.async_wait(asio::use_awaitable);
+        }
+        std::vector<std::int32_t> refused;
+        for (std::size_t i = 0; i < docs.size(); ++i) {
+            if (docs[i].at("filename").as_string() == "taken")
+                refused.push_back(static_cast<std::int32_t>(i));
+        }
+        if (style == refusal::whole_command && !refused.empty()) {
+            bson::builder b;
+            b.append("ok", 0.0);
+            b.append("errmsg", "E11000 duplicate key error");
+            b.append("code", std::int32_t{11000});
+            co_await p.reply(request, b.extract().view());
+            co_return;
+        }
+        for (std::size_t i = 0; i < docs.size(); ++i) {
+            if (std::find(refused.begin(), refused.end(), static_cast<std::int32_t>(i)) == refused.end())
+                server.files_inserted.emplace_back(docs[i]);
+        }
+        co_await p.reply(request, test::reply_ok([&](bson::builder& b) {
+                             b.append("n", static_cast<std::int32_t>(docs.size() - refused.size()));
+                             if (refused.empty())
+                                 return;
+                             b.append_array("writeErrors", [&](bson::builder& errors) {
+                                 for (std::size_t i = 0; i < refused.size(); ++i) {
+                                     errors.append_document(bson::array_key(i), [&](bson::builder& e) {
+                                         e.append("index", refused[i]);
+                                         e.append("code", std::int32_t{11000});
+                                         e.append("errmsg", "E11000 duplicate key error");
+                                     });
+                                 }
+                             });
+                         }));
+    });
+    constexpr std::size_t uploads = 9;
+    std::vector<std::exception_ptr> failures;
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket fs(client.database("db"));
+        co_await fs.upload_from_buffer("warm-up", content(0, 10));
+        files_commands.clear();
+        server.files_inserted.clear();
+        failures = co_await concurrently(uploads, [&](std::size_t i) -> asio::awaitable<void> {
+            const std::string name = i % 3 == 1 ? "taken" : "file-" + std::to_string(i);
+            co_await fs.upload_from_buffer(name, content(0, 100));
+        });
+    });
+    // They did share (after a refused whole command, each document went again on its own).
+    if (style == refusal::write_errors)
+        BOOST_TEST(files_commands.size() < uploads);
+    for (std::size_t i = 0; i < uploads; ++i) {
+        if (i % 3 != 1) {
+            BOOST_TEST(!failures[i], "upload " << i);
+            continue;
+        }
+        BOOST_TEST_REQUIRE(static_cast<bool>(failures[i]));
+        try {
+            std::rethrow_exception(failures[i]);
+        } catch (const error& e) {
+            BOOST_TEST(e.code() == make_error_code(errc::file_exists), e.what());
+        }
+    }
+    BOOST_TEST(server.files_inserted.size() == 6U);
+}
+
+BOOST_AUTO_TEST_CASE(a_small_upload_times_out_without_waiting_for_its_shared_insert) {
+    asio::io_context io;
+    gridfs_server server(io);
+    bool replied = false;
+    server.on("insert fs.chunks", [&](peer& p, received_request request) -> asio::awaitable<void> {
+        asio::steady_timer wait(co_await asio::this_coro::executor, 2s);
+        co_await wait.async_wait(asio::use_awaitable);
+        replied = true;
+        co_await server.serve_default(p, std::move(request));
+    });
+    std::optional<error> failure;
+    bool replied_before_the_failure = false;
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket_options options;
+        options.timeout = 200ms;
+        gridfs::bucket fs(client.database("db"), options);
+        try {
+            co_await fs.upload_from_buffer("stuck", content(0, 100));
+        } catch (const error& e) {
+            failure = e;
+        }
+        replied_before_the_failure = replied;
+    });
+    BOOST_TEST_REQUIRE(failure.has_value());
+    BOOST_TEST(failure->code() == make_error_code(errc::timeout), failure->what());
+    // The caller got its timeout while the server still sat on the insert.
+    BOOST_TEST(!replied_before_the_failure);
+    BOOST_TEST(server.files_inserted.empty());
+}
