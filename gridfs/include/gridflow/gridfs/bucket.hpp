@@ -122,6 +122,16 @@ public:
     // must stay unchanged until this completes. Returns the new file's id (or `id` for the _with_id form).
     // On failure, timeout or cancellation nothing references `data` any more once this returns (the
     // connections of inserts still in flight are closed).
+    //
+    // Small files (at most one chunk and 1 MiB) are copied instead and share insert commands with the other
+    // small uploads of this bucket that are under way (group commit): the chunk and files documents handed
+    // over while earlier inserts are in flight go out together, in one unordered insert per collection, at
+    // most two in flight per collection. Concurrent small uploads then cost about one command per collection
+    // and round trip rather than two per file: on the dev server, 1,000 files of 16 KiB 32 at a time went
+    // from 250 to 1,700 files/s at 0 ms, with a third of the client CPU. Errors stay per file: a duplicate id
+    // fails only its own upload. A timeout or cancellation returns at once, without waiting for a shared
+    // insert that is already on the wire; the file is then cleaned up in the background like any
+    // interrupted upload.
     boost::asio::awaitable<bson::value> upload_from_buffer(std::string_view filename,
                                                            std::span<const std::uint8_t> data,
                                                            upload_options options = {}) const;
