@@ -3,6 +3,7 @@
 #include "bucket_state.hpp"
 #include "download_state.hpp"
 #include "insert_combiner.hpp"
+#include "open_combiner.hpp"
 #include "upload_state.hpp"
 
 #include <gridflow/wire/detail/buffer_recycler.hpp>
@@ -39,6 +40,8 @@ namespace {
 // free slot more often than not, while the uploads that arrive during a round trip still share one command:
 // the dev server's cost per command, not per document, bounds small uploads.
 constexpr std::size_t combined_inserts_in_flight = 2;
+// Shared files finds in flight per bucket (open_combiner).
+constexpr std::size_t combined_opens_in_flight = 8;
 
 // Whether a whole upload of this many bytes goes through the combiners: at most one chunk, and at most 1 MiB,
 // since the combiners own a copy of the bytes.
@@ -206,9 +209,12 @@ bucket::state::state(wire::database database, bucket_options opts)
       chunk_inserts(std::make_shared<detail::insert_combiner>(db, chunks.name(), write_concern,
                                                               options.batch_bytes, combined_inserts_in_flight,
                                                               options.timeout)),
-      file_inserts(std::make_shared<detail::insert_combiner>(db, files.name(), write_concern,
-                                                             options.batch_bytes, combined_inserts_in_flight,
-                                                             options.timeout)) {}
+      file_inserts(std::make_shared<detail::insert_combiner>(
+          db, files.name(), write_concern, options.batch_bytes, combined_inserts_in_flight, options.timeout)),
+      opens(std::make_shared<detail::open_combiner>(
+          db, detail::open_combiner::settings{files.name(), chunks.name(), read_preference,
+                                              options.chunk_size_bytes, run_length(options.chunk_size_bytes),
+                                              combined_opens_in_flight, options.timeout})) {}
 
 void bucket::state::append_write_concern(bson::builder& command) const {
     if (write_concern)
@@ -278,14 +284,9 @@ std::int64_t bucket::state::run_length(std::int32_t chunk_size) const {
 
 namespace {
 
-// Returns the files document with this _id, or throws errc::file_not_found.
-asio::awaitable<bson::document> files_document_of(const bucket::state& s, const bson::value& id) {
-    auto doc = co_await s.files.find_one(detail::id_filter("_id", id), s.read_options());
-    if (!doc) {
-        throw error(errc::file_not_found,
-                    "GridFS file " + id.to_json() + " not found in bucket " + s.options.bucket_name);
-    }
-    co_return std::move(*doc);
+[[noreturn]] void file_not_found(const bucket::state& s, const bson::value& id) {
+    throw error(errc::file_not_found,
+                "GridFS file " + id.to_json() + " not found in bucket " + s.options.bucket_name);
 }
 
 // The files document of a revision of filename (see open_download_stream_by_name).
@@ -318,124 +319,48 @@ asio::awaitable<std::shared_ptr<detail::download_state>> open_download(
                                                        std::move(prefetched));
 }
 
-// A download by id sends its first chunk query together with the files document's find instead of after it,
-// which saves a round trip per file (small files at 5 ms one way: 2,500 instead of 1,430 files/s on the dev
-// server). The chunk size is not known yet, so the query assumes the bucket's: the first run of that size,
-// {files_id, n: {$gte: 0, $lt: run}} sorted by n, with limit and batchSize run and singleBatch, so that the
-// server closes the cursor. The download uses the reply only if the file's chunk size is the assumed one
-// (download_state). Bounded by $lt as well as by limit: a server that sorts before it limits would otherwise
-// sort every chunk of the file (the dev server then served 5 MiB files 20% slower). A run plus one chunk, to
-// see an extra chunk of a one-run file at n = run, measured 20% slower too (its reply passes 4 MiB).
-// Not sent when the reply could reach the server's 16 MiB batch limit (a batch_bytes near 16 MiB; the run
-// would then be cut short, which the download could not tell from missing chunks), for a read that does not
-// start at 0 or stops early (most of the chunks would be waste), or when the pool has no idle connection and
-// no room: the query must never make a download wait for a connection.
-std::optional<detail::first_chunks> first_chunks_plan(const bucket::state& s, const download_range& range) {
-    if (range.start != 0 || range.end)
-        return std::nullopt;
-    const std::int32_t chunk_size = s.options.chunk_size_bytes;
-    const std::int64_t run = s.run_length(chunk_size);
-    // Per chunk document: the data plus at most 128 bytes of fields; 64 KiB for the rest of the reply.
-    constexpr std::int64_t reply_limit = 16 * 1024 * 1024 - 64 * 1024;
-    if (run >= reply_limit / (static_cast<std::int64_t>(chunk_size) + 128) || !s.pool_has_room())
-        return std::nullopt;
-    return detail::first_chunks{nullptr, chunk_size, run};
-}
-
-// The query of first_chunks_plan. Never throws: without its reply the download just queries as usual. A reply
-// whose cursor the server kept open anyway is not used (nor is the cursor left open). Its connection is known
-// to the prefetch while the query is on it, so that abandoning the prefetch closes it.
-asio::awaitable<std::shared_ptr<wire::reply>> query_first_chunks(
-    std::shared_ptr<bucket::state> s, bson::value id, std::int64_t run,
-    std::shared_ptr<detail::chunk_prefetch> prefetch) {
-    std::shared_ptr<wire::reply> reply;
-    std::optional<wire::pool::lease> lease;
-    try {
-        lease.emplace(co_await s->db.client().pool().acquire());
-        bson::builder find;
-        find.append("find", s->chunks.name());
-        find.append_document("filter", [&](bson::builder& f) {
-            f.append("files_id", id);
-            f.append_document("n", [&](bson::builder& n) {
-                n.append("$gte", std::int32_t{0});
-                n.append("$lt", static_cast<std::int32_t>(run));
-            });
-        });
-        find.append_document("sort", [](bson::builder& sort) { sort.append("n", std::int32_t{1}); });
-        find.append("limit", run);
-        find.append("batchSize", static_cast<std::int32_t>(run));
-        find.append("singleBatch", true);
-        if (s->read_preference)
-            find.append("$readPreference", *s->read_preference);
-        if (prefetch->attach(&**lease)) {
-            reply = std::make_shared<wire::reply>(co_await (*lease)->run_command(s->db.name(), find.view()));
-            const std::int64_t cursor_id = reply->body().at("cursor").as_document().at("id").as_integer();
-            if (cursor_id != 0) {
-                reply.reset();
-                bson::builder kill;
-                kill.append("killCursors", s->chunks.name());
-                kill.append_array("cursors", [&](bson::builder& ids) { ids.append("0", cursor_id); });
-                co_await (*lease)->run_command(s->db.name(), kill.view());
-            }
-        }
-    } catch (...) {
-        reply.reset();
-    }
-    // Before the connection goes back to the pool, where abandon() must not reach it any more.
-    prefetch->detach();
-    lease.reset();
-    co_return reply;
-}
-
-// Runs query_first_chunks within the bucket's timeout, puts its reply (null when it failed, timed out or was
-// abandoned) into the prefetch's reply slot, where the first run finds it (and then queries for itself if it
-// is null), and reports the end.
-asio::awaitable<void> prefetch_first_chunks(std::shared_ptr<bucket::state> s, bson::value id,
-                                            std::int64_t run,
-                                            std::shared_ptr<detail::chunk_prefetch> prefetch) {
-    std::shared_ptr<wire::reply> reply;
-    try {
-        reply =
-            co_await s->bounded(query_first_chunks(s, std::move(id), run, prefetch), "GridFS chunk prefetch");
-    } catch (...) {
-        reply.reset();
-    }
-    (void)prefetch->replies.try_send(boost::system::error_code{}, std::move(reply));
-    (void)prefetch->ended.try_send(boost::system::error_code{});
-}
-
-// The files document with this _id and a download of it, the first chunks prefetched when first_chunks_plan
-// allows. The prefetch runs on its own (within the bucket's timeout): the open returns as soon as the files
-// document is there, and the download's other runs go out at once; only its first run waits for that reply.
-// Waiting for it here cost 10% on a 32 MiB download at 1 ms (the other runs left 4 MiB of server time later).
-// When the files find fails (no such file, a dead server, a timeout), the prefetch is abandoned and awaited,
-// so nothing of the failed open is left running.
+// The files document with this _id and a download of it. Its files find is shared with the opens that come
+// while others are in flight (open_combiner), and so, for a read of the whole file, is the query of its first
+// chunks, sent together with the find so that the download saves a round trip (small files at 5 ms one way:
+// 2,500 instead of 1,430 files/s on the dev server). The chunk size is not known yet, so that query assumes
+// the bucket's; the download uses its chunks only if the file has that chunk size (download_state). The open
+// returns as soon as the files document is there, and the download's other runs go out at once; only its
+// first run waits for the prefetched chunks. Waiting for them here cost 10% on a 32 MiB download at 1 ms (the
+// other runs left 4 MiB of server time later).
 asio::awaitable<std::shared_ptr<detail::download_state>> open_download_by_id(std::shared_ptr<bucket::state> s,
                                                                              bson::value id,
                                                                              download_range range) {
-    auto plan = first_chunks_plan(*s, range);
-    std::shared_ptr<detail::chunk_prefetch> prefetch;
-    if (plan) {
-        auto executor = co_await asio::this_coro::executor;
-        prefetch = std::make_shared<detail::chunk_prefetch>(executor);
-        plan->prefetch = prefetch;
-        asio::co_spawn(executor, prefetch_first_chunks(s, id, plan->assumed_run, prefetch), asio::detached);
-    }
-    std::optional<bson::document> doc;
-    std::exception_ptr failed;
-    try {
-        doc.emplace(co_await files_document_of(*s, id));
-    } catch (...) {
-        failed = std::current_exception();
-    }
-    if (failed) {
-        if (prefetch) {
-            prefetch->abandon();
-            co_await prefetch->ended.async_receive(asio::as_tuple(asio::use_awaitable));
+    // The prefetch goes to the download. If the open fails first, or cannot use it, nobody wants its chunks
+    // any more: it is abandoned (a shared chunk query stops once none of its downloads wants it).
+    struct unclaimed_prefetch {
+        std::shared_ptr<detail::chunk_prefetch> prefetch;
+        ~unclaimed_prefetch() {
+            if (prefetch)
+                prefetch->abandon();
         }
-        std::rethrow_exception(failed);
+    } unclaimed;
+    if (range.start == 0 && !range.end)
+        unclaimed.prefetch = std::make_shared<detail::chunk_prefetch>(co_await asio::this_coro::executor);
+    auto opened = co_await s->opens->open(id, unclaimed.prefetch);
+    if (opened.undecided) {
+        // The shared find could not tell: this id's own find decides. The document it finds may hold the id
+        // as another type (7.0 for 7), so the chunks prefetched for the id as given are not used either.
+        if (unclaimed.prefetch)
+            unclaimed.prefetch->abandon();
+        opened.prefetched_run = 0;
+        auto own = co_await s->files.find_one(detail::id_filter("_id", id), s->read_options());
+        opened.files_document = std::move(own);
     }
-    co_return co_await open_download(std::move(s), std::move(*doc), range, std::move(plan));
+    if (!opened.files_document)
+        file_not_found(*s, id);
+    std::optional<detail::first_chunks> first;
+    if (opened.prefetched_run > 0)
+        first = detail::first_chunks{unclaimed.prefetch, s->options.chunk_size_bytes, opened.prefetched_run};
+    auto download =
+        co_await open_download(std::move(s), std::move(*opened.files_document), range, std::move(first));
+    if (opened.prefetched_run > 0)
+        unclaimed.prefetch.reset();  // the download has it now
+    co_return download;
 }
 
 // Whether an upload's id came from the caller, who may reuse one, or was generated here.

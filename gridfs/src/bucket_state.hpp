@@ -19,6 +19,7 @@ namespace gridflow::gridfs {
 
 namespace detail {
 class insert_combiner;
+class open_combiner;
 }
 
 struct bucket::state {
@@ -35,6 +36,8 @@ struct bucket::state {
     // Group commit for small uploads (insert_combiner.hpp): their chunk and files documents.
     std::shared_ptr<detail::insert_combiner> chunk_inserts;
     std::shared_ptr<detail::insert_combiner> file_inserts;
+    // Group open for downloads by id (open_combiner.hpp): their files finds and first chunk queries.
+    std::shared_ptr<detail::open_combiner> opens;
     // Set once the indexes were found or created (cleared by drop()); checking again is harmless, so no lock.
     std::atomic<bool> indexes_ready{false};
 

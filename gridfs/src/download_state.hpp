@@ -2,6 +2,7 @@
 #pragma once
 
 #include "bucket_state.hpp"
+#include "open_combiner.hpp"
 
 #include <gridflow/gridfs/detail/chunk_layout.hpp>
 #include <gridflow/gridfs/detail/message_digest.hpp>
@@ -30,6 +31,8 @@ struct fetch_event {
     std::int64_t undelivered = 0;  // with run_done: chunks of the run never delivered (0 on success)
     std::exception_ptr error;
     std::int64_t failed_from = 0;  // with error: the first chunk the run did not deliver
+    // With run_done: the prefetch brought nothing for this run, which must be queried after all.
+    std::optional<chunk_run> unanswered;
 };
 
 // A content checksum to verify: the files document's hex digest and the running digest of the chunks
@@ -40,45 +43,14 @@ struct checksum {
     std::optional<message_digest> running;
 };
 
-// The prefetch of a download's first chunks (first_chunks_plan in bucket.cpp), shared by its query
-// coroutine, the open and the download. Thread-safe: the download may be destroyed on another thread than the
-// one the query runs on.
-struct chunk_prefetch {
-    explicit chunk_prefetch(const boost::asio::any_io_executor& executor)
-        : replies(executor, 1), ended(executor, 1) {}
-
-    // Called by the query with its connection before it sends; false when the prefetch was abandoned already
-    // (then it does not send).
-    bool attach(wire::connection* connection);
-    // Called by the query once its reply came, before it gives its connection back.
-    void detach() noexcept;
-    // Nobody wants the reply any more: closes the query's connection if it is on one (the query then ends
-    // at once, its reply never comes) and the reply slot. A query in flight on a connection that nobody
-    // closes would keep that connection, and the coroutine waiting on it, alive past its io_context.
-    void abandon() noexcept;
-
-    // One slot: the reply, or null when the query failed or was abandoned.
-    boost::asio::experimental::concurrent_channel<void(boost::system::error_code,
-                                                       std::shared_ptr<wire::reply>)>
-        replies;
-    // One slot, filled when the query coroutine has ended and its connection is back in the pool.
-    boost::asio::experimental::concurrent_channel<void(boost::system::error_code)> ended;
-
-private:
-    std::mutex mutex_;
-    wire::connection* connection_ = nullptr;
-    bool abandoned_ = false;
-};
-
-// The chunk query sent together with the files document's find, before the chunk size was known:
-// {files_id, n: {$gte: 0, $lt: assumed_run}} sorted by n, limit and batchSize assumed_run, singleBatch. When
-// the file's chunk size is the assumed one and the read starts at chunk 0, the download's first run awaits
-// its reply instead of sending its own query (the other runs go out at once, without waiting for it);
-// otherwise the reply is dropped when it comes.
+// The chunks prefetched with the files document (open_combiner), before the chunk size was known: the file's
+// chunks with n below run, assuming the bucket's chunk size. When the file has that chunk size and the read
+// covers the file from chunk 0 to its end, they answer the download's first run, [0, run), which then sends
+// no query of its own; otherwise they are dropped when they come.
 struct first_chunks {
     std::shared_ptr<chunk_prefetch> prefetch;
     std::int32_t assumed_chunk_size = 0;
-    std::int64_t assumed_run = 0;  // chunks_per_query for that chunk size
+    std::int64_t run = 0;
 };
 
 struct download_state : std::enable_shared_from_this<download_state> {
@@ -89,8 +61,11 @@ struct download_state : std::enable_shared_from_this<download_state> {
 
     // Drops the prefetch and starts again at `offset` (the constructor and seek()).
     void restart(std::int64_t offset);
-    // Starts range queries while the window and the reorder buffer have room.
+    // Starts range queries while the window and the reorder buffer have room (a run other than the prefetched
+    // one only once connections are leased).
     void issue();
+    // Whether a run is left that needs a connection.
+    [[nodiscard]] bool needs_connection() const noexcept;
     void handle(fetch_event event);
     // The next bytes of the file at the current position, at most `limit` of them, valid until the next
     // call; empty at the end of the range. The stream advances past them. Validation, checksum and query
@@ -106,8 +81,8 @@ struct download_state : std::enable_shared_from_this<download_state> {
     // flight).
     void abandon() noexcept;
 
-    // Queries run (or, given prefetched, awaits that reply instead, querying only if it brings none) and
-    // reports its chunks and its end.
+    // Queries run on conn and reports its chunks and its end. Given prefetched instead (conn is then null),
+    // awaits the prefetched chunks; when none come, it reports the run as unanswered.
     static boost::asio::awaitable<void> fetch_task(std::shared_ptr<download_state> self, chunk_run run,
                                                    std::uint64_t generation, wire::connection* conn,
                                                    std::shared_ptr<chunk_prefetch> prefetched);
@@ -119,10 +94,12 @@ struct download_state : std::enable_shared_from_this<download_state> {
     chunk_layout layout;
     std::int64_t range_end;  // reads stop here
     std::int64_t chunks_per_query;
-    // The prefetch sent with the files find (see first_chunks), abandoned with the download.
+    // The prefetch sent with the files find (see first_chunks), closed when the download is abandoned.
     std::shared_ptr<chunk_prefetch> prefetch;
-    // Its reply answers the first run of generation 1, not yet issued.
-    bool first_run_prefetched = false;
+    // The first run, answered by the prefetch, until it is issued (before any other run; a seek drops it).
+    std::optional<chunk_run> prefetched_run;
+    // The prefetched run when the prefetch brought nothing: queried on a connection like any other run.
+    std::optional<chunk_run> unanswered_run;
     std::size_t capacity;  // chunks held or reserved by queries in flight
     std::uint64_t generation = 0;
     run_splitter splitter;

@@ -15,6 +15,7 @@
 #include <cctype>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 namespace asio = boost::asio;
 
@@ -38,18 +39,88 @@ std::int32_t batch_size_for(std::int64_t chunks) {
         std::min<std::int64_t>(chunks, std::numeric_limits<std::int32_t>::max()));
 }
 
+// An empty batch that starts at the validator's next chunk, its bytes owned by owner.
+chunk_batch start_batch(const chunk_validator& validator, std::shared_ptr<const void> owner) {
+    chunk_batch batch;
+    batch.first = validator.next_expected();
+    batch.owner = std::move(owner);
+    return batch;
+}
+
 // Validates every chunk of one reply batch (an array of chunk documents) into a chunk_batch.
 chunk_batch validate_batch(chunk_validator& validator, bson::view documents,
                            std::shared_ptr<const void> owner) {
-    chunk_batch batch;
-    batch.first = validator.next_expected();
+    chunk_batch batch = start_batch(validator, std::move(owner));
     documents.for_each([&](const bson::element& e) {
         if (e.type() != BSON_TYPE_DOCUMENT)
             throw error(errc::corrupt_file, "GridFS chunk is not a document");
         batch.chunks.push_back(validator.accept(decode_chunk(e.as_document())));
     });
-    batch.owner = std::move(owner);
     return batch;
+}
+
+// The same for chunk documents picked out of a shared reply (open_combiner).
+chunk_batch validate_batch(chunk_validator& validator, const std::vector<bson::view>& documents,
+                           std::shared_ptr<const void> owner) {
+    chunk_batch batch = start_batch(validator, std::move(owner));
+    for (const auto& document : documents)
+        batch.chunks.push_back(validator.accept(decode_chunk(document)));
+    return batch;
+}
+
+// Hands a validated batch to the reader (none when it is empty); returns its number of chunks.
+asio::awaitable<std::int64_t> deliver(download_state& self, std::uint64_t generation, chunk_batch batch) {
+    const auto count = static_cast<std::int64_t>(batch.chunks.size());
+    if (count > 0) {
+        fetch_event event;
+        event.generation = generation;
+        event.batch = std::move(batch);
+        co_await self.events.async_send(boost::system::error_code{}, std::move(event), asio::use_awaitable);
+    }
+    co_return count;
+}
+
+// Queries the chunks of run on conn, with getMore while the server keeps a cursor, and delivers each batch
+// once validated, counting the chunks delivered (also when it then fails).
+asio::awaitable<void> query(download_state& self, chunk_run run, std::uint64_t generation,
+                            wire::connection& conn, chunk_validator& validator, std::int64_t& delivered) {
+    const std::string& db = self.parent->db.name();
+    // The run that ends the file has no upper bound, and room for one more document: a chunk past the end
+    // then reaches the validator as an extra chunk (errc::corrupt_file) instead of going unseen.
+    const bool last_run = run.end == self.layout.chunk_count();
+    bson::builder find;
+    find.append("find", self.parent->chunks.name());
+    find.append_document("filter", [&](bson::builder& f) {
+        f.append("files_id", self.id);
+        f.append_document("n", [&](bson::builder& n) {
+            append_n(n, "$gte", run.first);
+            if (!last_run)
+                append_n(n, "$lt", run.end);
+        });
+    });
+    find.append_document("sort", [](bson::builder& s) { s.append("n", std::int32_t{1}); });
+    find.append("batchSize", batch_size_for(run.count() + (last_run ? 1 : 0)));
+    if (self.parent->read_preference)
+        find.append("$readPreference", *self.parent->read_preference);
+    auto reply = std::make_shared<wire::reply>(co_await conn.run_command(db, find.view()));
+    bson::view cursor = reply->body().at("cursor").as_document();
+    std::int64_t cursor_id = cursor.at("id").as_integer();
+    bson::view documents = cursor.at("firstBatch").as_array();
+    for (;;) {
+        chunk_batch batch = validate_batch(validator, documents, reply);
+        delivered += co_await deliver(self, generation, std::move(batch));
+        if (cursor_id == 0)
+            co_return;
+        bson::builder more;
+        more.append("getMore", cursor_id);
+        more.append("collection", self.parent->chunks.name());
+        // At least one more document, so that an extra chunk past the run is seen, not left unread.
+        more.append("batchSize", batch_size_for(std::max<std::int64_t>(1, run.count() - delivered)));
+        reply = std::make_shared<wire::reply>(co_await conn.run_command(db, more.view()));
+        cursor = reply->body().at("cursor").as_document();
+        cursor_id = cursor.at("id").as_integer();
+        documents = cursor.at("nextBatch").as_array();
+    }
 }
 
 std::int64_t checked_end(const chunk_layout& layout, const download_range& range) {
@@ -81,29 +152,6 @@ std::vector<checksum> checksums_of(bson::view files_document, bool md5) {
 
 }  // namespace
 
-bool chunk_prefetch::attach(wire::connection* connection) {
-    const std::lock_guard lock(mutex_);
-    if (abandoned_)
-        return false;
-    connection_ = connection;
-    return true;
-}
-
-void chunk_prefetch::detach() noexcept {
-    const std::lock_guard lock(mutex_);
-    connection_ = nullptr;
-}
-
-void chunk_prefetch::abandon() noexcept {
-    {
-        const std::lock_guard lock(mutex_);
-        abandoned_ = true;
-        if (connection_)
-            connection_->close();
-    }
-    replies.close();
-}
-
 download_state::download_state(asio::any_io_executor ex, std::shared_ptr<bucket::state> b,
                                bson::value file_id, bson::document files_doc, download_range range,
                                std::optional<first_chunks> prefetched)
@@ -120,19 +168,27 @@ download_state::download_state(asio::any_io_executor ex, std::shared_ptr<bucket:
       events(executor, parent->options.max_in_flight * 2),
       checksums(checksums_of(files_document.view(), parent->options.enable_md5)) {
     restart(range.start);
-    // The prefetched reply answers the first run only if that run is the one it was asked for: same chunk
-    // size, so the same run length, and a read that starts in chunk 0.
     if (prefetched && prefetched->prefetch) {
         prefetch = std::move(prefetched->prefetch);
-        first_run_prefetched = prefetched->assumed_chunk_size == layout.chunk_size() &&
-                               prefetched->assumed_run == chunks_per_query &&
-                               layout.range(range.start, range_end).first == 0;
+        // The prefetched chunks answer the first run only if they are its chunks: same chunk size, a read
+        // from chunk 0 to the end (they may hold chunks up to n = run), and a run no longer than usual.
+        const chunk_range chunks = layout.range(range.start, range_end);
+        if (prefetched->assumed_chunk_size == layout.chunk_size() && chunks.first == 0 &&
+            chunks.end == layout.chunk_count() && chunks.end > 0 && prefetched->run > 0 &&
+            prefetched->run <= chunks_per_query) {
+            prefetched_run = chunk_run{0, std::min(prefetched->run, chunks.end)};
+            splitter = run_splitter(chunk_range{prefetched_run->end, chunks.end}, chunks_per_query);
+        } else {
+            prefetch->abandon();  // of no use: let the shared query stop if no other download wants it
+        }
     }
 }
 
 void download_state::restart(std::int64_t offset) {
     ++generation;
     pending_run.reset();
+    prefetched_run.reset();
+    unanswered_run.reset();
     reserved = 0;
     failure = nullptr;
     failed_from = 0;
@@ -152,24 +208,37 @@ void download_state::restart(std::int64_t offset) {
 }
 
 void download_state::issue() {
-    while (!failure && in_flight < parent->options.max_in_flight && (pending_run || !splitter.done())) {
-        if (!pending_run)
-            pending_run = splitter.next();
-        const auto count = static_cast<std::size_t>(pending_run->count());
+    while (!failure && in_flight < parent->options.max_in_flight) {
+        const bool answered = prefetched_run.has_value();
+        if (!answered && !pending_run) {
+            if (unanswered_run)
+                pending_run = std::exchange(unanswered_run, std::nullopt);
+            else if (!splitter.done())
+                pending_run = splitter.next();
+            else
+                break;
+        }
+        if (!answered && leases.empty())
+            break;
+        const chunk_run run = answered ? *prefetched_run : *pending_run;
+        const auto count = static_cast<std::size_t>(run.count());
         if (reorder.size() + reserved + count > capacity)
             break;
         reserved += count;
         ++in_flight;
-        wire::connection* conn = &*leases[next_lease++ % leases.size()];
-        std::shared_ptr<chunk_prefetch> prefetched;
-        if (first_run_prefetched && generation == 1 && pending_run->first == 0)
-            prefetched = prefetch;
-        first_run_prefetched = false;  // any later run, or a seek, has no use for it
+        wire::connection* conn = answered ? nullptr : &*leases[next_lease++ % leases.size()];
         asio::co_spawn(executor,
-                       fetch_task(shared_from_this(), *pending_run, generation, conn, std::move(prefetched)),
+                       fetch_task(shared_from_this(), run, generation, conn, answered ? prefetch : nullptr),
                        asio::detached);
-        pending_run.reset();
+        if (answered)
+            prefetched_run.reset();
+        else
+            pending_run.reset();
     }
+}
+
+bool download_state::needs_connection() const noexcept {
+    return unanswered_run || pending_run || !splitter.done();
 }
 
 void download_state::abandon() noexcept {
@@ -192,6 +261,10 @@ void download_state::handle(fetch_event event) {
         return;  // a query from before a seek: its window slot is free now, its chunks are not wanted
     if (event.run_done) {
         reserved -= static_cast<std::size_t>(event.undelivered);
+        if (event.unanswered) {
+            unanswered_run = event.unanswered;
+            return;
+        }
         // Keep the failure nearest the start: the reader meets it first.
         if (event.error && (!failure || event.failed_from < failed_from)) {
             failure = event.error;
@@ -266,7 +339,7 @@ asio::awaitable<std::span<const std::uint8_t>> download_state::next_bytes(std::s
         }
         if (failure && reorder.next() >= failed_from)
             std::rethrow_exception(failure);
-        if (leases.empty())
+        if (leases.empty() && needs_connection())
             leases = co_await parent->lease_connections();
         issue();
         handle(co_await events.async_receive(asio::use_awaitable));
@@ -298,73 +371,29 @@ asio::awaitable<void> download_state::fetch_task(std::shared_ptr<download_state>
                                                  std::shared_ptr<chunk_prefetch> prefetched) {
     std::exception_ptr failed;
     std::int64_t delivered = 0;
+    bool unanswered = false;
     try {
         chunk_validator validator(self->layout, run);
-        const std::string& db = self->parent->db.name();
-        // The run that ends the file has no upper bound, and room for one more document: a chunk past the
-        // end then reaches the validator as an extra chunk (errc::corrupt_file) instead of going unseen.
-        const bool last_run = run.end == self->layout.chunk_count();
-        std::shared_ptr<wire::reply> reply;
         if (prefetched) {
             // Closed by abandon(): the download is gone, and so is the need for this run.
-            auto [closed, prefetched_reply] =
+            auto [closed, chunks] =
                 co_await prefetched->replies.async_receive(asio::as_tuple(asio::use_awaitable));
             if (closed)
                 throw error(errc::cancelled, "GridFS download abandoned");
-            reply = std::move(prefetched_reply);
-        }
-        bson::view documents;
-        std::int64_t cursor_id = 0;
-        if (reply) {
-            // The prefetched reply holds the file's chunks with n below assumed_run, in order, in a single
-            // batch (its cursor is closed) that the 16 MiB reply limit cannot have cut short (bucket.cpp only
-            // asks when it cannot): what this run's own query returns, except that a last run's query would
-            // also have seen an extra chunk at n >= assumed_run (download_stream.hpp, "Prefetch at open").
-            documents = reply->body().at("cursor").as_document().at("firstBatch").as_array();
-        } else {
-            bson::builder find;
-            find.append("find", self->parent->chunks.name());
-            find.append_document("filter", [&](bson::builder& f) {
-                f.append("files_id", self->id);
-                f.append_document("n", [&](bson::builder& n) {
-                    append_n(n, "$gte", run.first);
-                    if (!last_run)
-                        append_n(n, "$lt", run.end);
-                });
-            });
-            find.append_document("sort", [](bson::builder& s) { s.append("n", std::int32_t{1}); });
-            find.append("batchSize", batch_size_for(run.count() + (last_run ? 1 : 0)));
-            if (self->parent->read_preference)
-                find.append("$readPreference", *self->parent->read_preference);
-            reply = std::make_shared<wire::reply>(co_await conn->run_command(db, find.view()));
-            const bson::view cursor = reply->body().at("cursor").as_document();
-            cursor_id = cursor.at("id").as_integer();
-            documents = cursor.at("firstBatch").as_array();
-        }
-        for (;;) {
-            chunk_batch batch = validate_batch(validator, documents, reply);
-            const auto count = static_cast<std::int64_t>(batch.chunks.size());
-            if (count > 0) {
-                fetch_event event;
-                event.generation = generation;
-                event.batch = std::move(batch);
-                co_await self->events.async_send(boost::system::error_code{}, std::move(event),
-                                                 asio::use_awaitable);
-                delivered += count;
+            if (chunks) {
+                // The file's chunks with n below run.end, in order, out of a reply that was not cut short
+                // (open_combiner): what this run's own query returns, except that a last run's query would
+                // also have seen an extra chunk at n >= run.end (download_stream.hpp, "Prefetch at open").
+                chunk_batch batch = validate_batch(validator, chunks->documents, chunks->owner);
+                delivered += co_await deliver(*self, generation, std::move(batch));
+                validator.finish();
+            } else {
+                unanswered = true;
             }
-            if (cursor_id == 0)
-                break;
-            bson::builder more;
-            more.append("getMore", cursor_id);
-            more.append("collection", self->parent->chunks.name());
-            // At least one more document, so that an extra chunk past the run is seen, not left unread.
-            more.append("batchSize", batch_size_for(std::max<std::int64_t>(1, run.count() - delivered)));
-            reply = std::make_shared<wire::reply>(co_await conn->run_command(db, more.view()));
-            const bson::view cursor = reply->body().at("cursor").as_document();
-            cursor_id = cursor.at("id").as_integer();
-            documents = cursor.at("nextBatch").as_array();
+        } else {
+            co_await query(*self, run, generation, *conn, validator, delivered);
+            validator.finish();
         }
-        validator.finish();
     } catch (...) {
         failed = std::current_exception();
     }
@@ -375,6 +404,8 @@ asio::awaitable<void> download_state::fetch_task(std::shared_ptr<download_state>
         done.undelivered = run.count() - delivered;
         done.error = failed;
         done.failed_from = run.first + delivered;
+        if (unanswered)
+            done.unanswered = run;
         co_await self->events.async_send(boost::system::error_code{}, std::move(done), asio::use_awaitable);
     } catch (...) {
         // The stream is gone (its channel closed): nobody wants this run any more.

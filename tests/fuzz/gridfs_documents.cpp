@@ -11,35 +11,19 @@
 #include <gridflow/wire/bson.hpp>
 #include <gridflow/wire/error.hpp>
 
+#include "bson_input.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <optional>
 #include <span>
 
-namespace {
-
 namespace detail = gridflow::gridfs::detail;
-
-// The next document of the input, or nullopt when the rest is not one.
-std::optional<gridflow::bson::view> next_document(std::span<const std::uint8_t>& rest) {
-    if (rest.size() < 5)
-        return std::nullopt;
-    std::int32_t length = 0;
-    std::memcpy(&length, rest.data(), sizeof length);
-    if (length < 5 || static_cast<std::size_t>(length) > rest.size())
-        return std::nullopt;
-    const auto document = gridflow::bson::view::validate(rest.first(static_cast<std::size_t>(length)));
-    rest = rest.subspan(static_cast<std::size_t>(length));
-    return document;
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     std::span<const std::uint8_t> rest(data, size);
-    const auto files_document = next_document(rest);
+    const auto files_document = gridflow::fuzz::next_document(rest);
     if (!files_document)
         return 0;
     std::optional<detail::chunk_layout> layout;
@@ -49,7 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         return 0;
     }
     detail::chunk_validator validator(*layout);
-    while (const auto chunk = next_document(rest)) {
+    while (const auto chunk = gridflow::fuzz::next_document(rest)) {
         try {
             const auto decoded = detail::decode_chunk(*chunk);
             const auto accepted = validator.accept(decoded);

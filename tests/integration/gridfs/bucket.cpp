@@ -420,6 +420,66 @@ BOOST_AUTO_TEST_CASE(concurrent_small_uploads_share_inserts_and_keep_their_own_e
     BOOST_TEST((run(f.io, fs.download_to_buffer(contested)) == contents[*winner]));
 }
 
+// Downloads by id opened together share their files finds and first chunk queries (open_combiner). Each still
+// gets its own file, whatever its id type, size or chunk size, and a missing file fails only its download.
+BOOST_AUTO_TEST_CASE(concurrent_downloads_share_opens_and_each_gets_its_own_file) {
+    fixture f;
+    gridfs::bucket_options options;
+    options.chunk_size_bytes = 100;
+    options.batch_bytes = 300;  // runs of 3 chunks
+    auto fs = f.make_bucket(options);
+    std::vector<bson::value> ids{bson::value(bson::new_oid()),
+                                 bson::value(std::string_view("by-name")),
+                                 bson::value(std::int32_t{42}),
+                                 bson::value(std::int64_t{43}),
+                                 bson::value(std::int32_t{44}),
+                                 bson::value(bson::new_oid()),
+                                 bson::value(std::string_view("other-chunks")),
+                                 bson::value(std::string_view("empty"))};
+    // One chunk, one run, several runs, sizes on a chunk boundary, another chunk size, an empty file.
+    const std::vector<std::size_t> sizes{50, 250, 1234, 300, 100, 999, 777, 0};
+    std::vector<std::vector<std::uint8_t>> contents;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        contents.push_back(random_bytes(sizes[i], static_cast<std::uint32_t>(700 + i)));
+        gridfs::upload_options upload;
+        if (ids[i] == bson::value(std::string_view("other-chunks")))
+            upload.chunk_size_bytes = 40;
+        run(f.io, fs.upload_from_buffer_with_id(ids[i], "shared-open", contents[i], upload));
+    }
+    const bson::value missing(std::string_view("missing"));
+    std::vector<bson::value> wanted;
+    for (int round = 0; round < 3; ++round) {
+        wanted.insert(wanted.end(), ids.begin(), ids.end());
+        wanted.push_back(missing);
+    }
+    std::vector<std::vector<std::uint8_t>> got(wanted.size());
+    std::vector<std::exception_ptr> failures;
+    run(f.io, [&]() -> asio::awaitable<void> {
+        const auto ex = co_await asio::this_coro::executor;
+        std::vector<decltype(asio::co_spawn(ex, asio::awaitable<void>(), asio::deferred))> ops;
+        for (std::size_t i = 0; i < wanted.size(); ++i) {
+            ops.push_back(asio::co_spawn(ex, download_into(fs, wanted[i], got[i]), asio::deferred));
+        }
+        auto [order, errors] = co_await asio::experimental::make_parallel_group(std::move(ops))
+                                   .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+        failures = errors;
+    }());
+    for (std::size_t i = 0; i < wanted.size(); ++i) {
+        if (wanted[i] == missing) {
+            BOOST_TEST_REQUIRE(static_cast<bool>(failures[i]));
+            try {
+                std::rethrow_exception(failures[i]);
+            } catch (const error& e) {
+                BOOST_TEST(e.code() == make_error_code(errc::file_not_found), e.what());
+            }
+            continue;
+        }
+        BOOST_TEST(!failures[i], "download " << i << " of " << wanted[i].to_json());
+        const auto at = std::find(ids.begin(), ids.end(), wanted[i]) - ids.begin();
+        BOOST_TEST(got[i] == contents[static_cast<std::size_t>(at)], "download of " << wanted[i].to_json());
+    }
+}
+
 // A chunk already stored under the id makes the unique {files_id, n} index refuse the first insert: the
 // stream fails with file_exists, and every later call fails at once with the same error.
 BOOST_AUTO_TEST_CASE(failed_insert_fails_the_stream) {

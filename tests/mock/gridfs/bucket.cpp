@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -191,13 +192,14 @@ struct served_file {
 // client opens and serves each on its own coroutine, so the client's pool, leases and pipelining work as
 // against a real server. Requests go to the handler registered for "command collection" (e.g.
 // "insert fs.chunks"), else to the defaults:
-//   find fs.files       the files documents in `files` (filtered by _id when the filter has one)
+//   find fs.files       the files documents in `files` (filtered by _id or _id $in when the filter has one)
 //   listIndexes *       no indexes (so the bucket creates them)
 //   createIndexes *     ok
 //   insert fs.files     recorded in files_inserted, ok
 //   insert fs.chunks    counted in chunks_inserted, ok
 //   delete *            ok, n: 0
-//   find fs.chunks      the chunks of `file` in the queried n range, at most max_batch per reply
+//   find fs.chunks      the chunks of `file` (and `other_files`, by files_id or files_id $in) in the queried
+//                       n range, at most max_batch per reply
 //   getMore / killCursors  for those cursors
 // Anything else, or an exception in a handler, fails the test (reported by serve()) and resets that
 // connection, so the client fails instead of waiting for an answer that never comes.
@@ -304,19 +306,44 @@ public:
     // Scripted state.
     std::vector<bson::document> files;   // served by find fs.files
     served_file file;                    // served by find fs.chunks
+    std::vector<served_file> other_files;  // served by find fs.chunks too (shared chunk queries)
     std::int64_t max_batch = 1'000'000;  // chunk documents per find/getMore reply at most
     std::function<bson::document(std::int64_t n)> make_chunk;  // default: file.chunk(n)
     // Observed.
     std::vector<bson::document> files_inserted;
     std::size_t chunks_inserted = 0;
     std::vector<std::pair<std::int64_t, std::int64_t>> chunk_queries;  // [$gte, $lt) of each find fs.chunks
+    std::vector<std::size_t> chunk_query_ids;  // how many files each find fs.chunks asked for
+    std::vector<std::size_t> files_find_ids;   // how many ids each find fs.files asked for (0: any)
     std::int64_t chunks_served = 0;
 
 private:
-    struct cursor {
+    // The chunks [next, end) of one file still to serve.
+    struct segment {
+        const served_file* file;
         std::int64_t next;
         std::int64_t end;
     };
+    struct cursor {
+        std::deque<segment> segments;
+        // Drops the segments served in full; true when none is left.
+        bool done() {
+            while (!segments.empty() && segments.front().next >= segments.front().end)
+                segments.pop_front();
+            return segments.empty();
+        }
+    };
+
+    // The file with this id exactly, among file and other_files; null if none.
+    const served_file* served(const bson::value& id) const {
+        if (file.id == id)
+            return &file;
+        for (const auto& f : other_files) {
+            if (f.id == id)
+                return &f;
+        }
+        return nullptr;
+    }
 
     static std::string target(const received_request& request) {
         const auto name = request.command_name();
@@ -376,30 +403,60 @@ private:
         }
     }
 
+    // The values a filter field asks for: the value itself, or the operand of {$in: [...]}.
+    static std::vector<bson::value> wanted_values(bson::element field) {
+        std::vector<bson::value> values;
+        if (field.type() == BSON_TYPE_DOCUMENT) {
+            if (const auto in = field.as_document().find("$in")) {
+                in->as_array().for_each([&](const bson::element& e) { values.emplace_back(e); });
+                return values;
+            }
+        }
+        values.emplace_back(field);
+        return values;
+    }
+
     asio::awaitable<void> find_files(peer& p, const received_request& request) {
         std::vector<bson::document> found;
         const auto id = request.body().at("filter").as_document().find("_id");
+        const auto ids = id ? wanted_values(*id) : std::vector<bson::value>{};
+        files_find_ids.push_back(ids.size());
         for (const auto& doc : files) {
-            if (!id || bson::value(*id) == bson::value(doc.at("_id")))
+            const bson::value doc_id(doc.at("_id"));
+            if (!id || std::find(ids.begin(), ids.end(), doc_id) != ids.end())
                 found.push_back(doc);
         }
-        if (!found.empty())
-            found.resize(1);  // the bucket only ever asks for one
+        const auto limit = request.body().find("limit");
+        if (limit && limit->as_integer() > 0 && found.size() > static_cast<std::size_t>(limit->as_integer()))
+            found.resize(static_cast<std::size_t>(limit->as_integer()));
         co_await p.reply(request, cursor_reply("db.fs.files", 0, "firstBatch", found));
     }
 
     asio::awaitable<void> find_chunks(peer& p, const received_request& request) {
         const auto filter = request.body().at("filter").as_document();
-        if (bson::value(filter.at("files_id")) != file.id)
-            throw std::runtime_error("chunk query for another file: " + request.body().to_json());
+        const bool shared = filter.at("files_id").type() == BSON_TYPE_DOCUMENT;
+        const auto ids = wanted_values(filter.at("files_id"));
+        chunk_query_ids.push_back(ids.size());
         const auto n = filter.at("n").as_document();
         const std::int64_t first = n.at("$gte").as_integer();
         // No $lt: to the end of the file (a reader may leave the last run open to see extra chunks).
         const auto lt = n.find("$lt");
-        const std::int64_t end = lt ? lt->as_integer() : file.chunk_count();
-        chunk_queries.emplace_back(first, end);
-        const cursor c{std::max<std::int64_t>(first, 0), std::min(end, file.chunk_count())};
-        co_await reply_batch(p, request, c, 0, "firstBatch");
+        cursor c;
+        std::optional<std::int64_t> end;
+        for (const auto& wanted : ids) {
+            const served_file* f = served(wanted);
+            if (f == nullptr) {
+                if (!shared)
+                    throw std::runtime_error("chunk query for another file: " + request.body().to_json());
+                continue;  // a shared query may ask for files that have no chunks here
+            }
+            const std::int64_t f_end = lt ? lt->as_integer() : f->chunk_count();
+            end = f_end;
+            c.segments.push_back(
+                segment{f, std::max<std::int64_t>(first, 0), std::min(f_end, f->chunk_count())});
+        }
+        chunk_queries.emplace_back(first, end.value_or(first));
+        co_await reply_batch(p, request, std::move(c), 0, "firstBatch");
     }
 
     asio::awaitable<void> get_more(peer& p, const received_request& request) {
@@ -407,9 +464,9 @@ private:
         const auto it = cursors_.find(id);
         if (it == cursors_.end())
             throw std::runtime_error("getMore on an unknown cursor: " + request.body().to_json());
-        const cursor c = it->second;
+        cursor c = std::move(it->second);
         cursors_.erase(it);
-        co_await reply_batch(p, request, c, id, "nextBatch");
+        co_await reply_batch(p, request, std::move(c), id, "nextBatch");
     }
 
     // At most batchSize (and max_batch) chunks and about 16 MiB per reply, as a server bounds its batches;
@@ -420,17 +477,18 @@ private:
         std::int64_t limit = std::min(max_batch, batch_size ? batch_size->as_integer() : 101);
         std::vector<bson::document> docs;
         std::size_t bytes = 0;
-        while (c.next < c.end && static_cast<std::int64_t>(docs.size()) < std::max<std::int64_t>(limit, 1) &&
+        while (!c.done() && static_cast<std::int64_t>(docs.size()) < std::max<std::int64_t>(limit, 1) &&
                bytes < 16 * 1024 * 1024) {
-            docs.push_back(make_chunk ? make_chunk(c.next) : file.chunk(c.next));
+            segment& s = c.segments.front();
+            docs.push_back(make_chunk && s.file == &file ? make_chunk(s.next) : s.file->chunk(s.next));
             bytes += docs.back().view().size();
-            ++c.next;
+            ++s.next;
         }
         chunks_served += static_cast<std::int64_t>(docs.size());
-        if (c.next < c.end) {
+        if (!c.done()) {
             if (id == 0)
                 id = next_cursor_id_++;
-            cursors_[id] = c;
+            cursors_[id] = std::move(c);
         } else {
             id = 0;
         }
@@ -1168,6 +1226,45 @@ asio::awaitable<std::vector<std::exception_ptr>> concurrently(
     co_return failures;
 }
 
+// Expects failure to be a gridflow::error with this code.
+void expect_failure(const std::exception_ptr& failure, errc code) {
+    BOOST_TEST_REQUIRE(static_cast<bool>(failure));
+    try {
+        std::rethrow_exception(failure);
+    } catch (const error& e) {
+        BOOST_TEST(e.code() == make_error_code(code), e.what());
+    }
+}
+
+// Runs op with a 200 ms timeout while the server answers `command` 2 s late: op fails with errc::timeout, and
+// it does so while the server still sits on the command (a shared command it is part of does not hold it).
+void times_out_while_the_server_sits_on(asio::io_context& io, gridfs_server& server,
+                                        const std::string& command, gridfs::bucket_options options,
+                                        const std::function<asio::awaitable<void>(gridfs::bucket&)>& op) {
+    bool replied = false;
+    server.on(command, [&server, &replied](peer& p, received_request request) -> asio::awaitable<void> {
+        asio::steady_timer wait(co_await asio::this_coro::executor, 2s);
+        co_await wait.async_wait(asio::use_awaitable);
+        replied = true;
+        co_await server.serve_default(p, std::move(request));
+    });
+    std::optional<error> failure;
+    bool replied_before_the_failure = false;
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        options.timeout = 200ms;
+        gridfs::bucket fs(client.database("db"), options);
+        try {
+            co_await op(fs);
+        } catch (const error& e) {
+            failure = e;
+        }
+        replied_before_the_failure = replied;
+    });
+    BOOST_TEST_REQUIRE(failure.has_value());
+    BOOST_TEST(failure->code() == make_error_code(errc::timeout), failure->what());
+    BOOST_TEST(!replied_before_the_failure);
+}
+
 std::size_t sum(const std::vector<std::size_t>& sizes) {
     std::size_t total = 0;
     for (const auto s : sizes)
@@ -1284,12 +1381,7 @@ BOOST_DATA_TEST_CASE(a_duplicate_in_a_shared_insert_fails_only_its_own_upload,
             BOOST_TEST(!failures[i], "upload " << i);
             continue;
         }
-        BOOST_TEST_REQUIRE(static_cast<bool>(failures[i]));
-        try {
-            std::rethrow_exception(failures[i]);
-        } catch (const error& e) {
-            BOOST_TEST(e.code() == make_error_code(errc::file_exists), e.what());
-        }
+        expect_failure(failures[i], errc::file_exists);
     }
     BOOST_TEST(server.files_inserted.size() == 6U);
 }
@@ -1297,29 +1389,201 @@ BOOST_DATA_TEST_CASE(a_duplicate_in_a_shared_insert_fails_only_its_own_upload,
 BOOST_AUTO_TEST_CASE(a_small_upload_times_out_without_waiting_for_its_shared_insert) {
     asio::io_context io;
     gridfs_server server(io);
-    bool replied = false;
-    server.on("insert fs.chunks", [&](peer& p, received_request request) -> asio::awaitable<void> {
-        asio::steady_timer wait(co_await asio::this_coro::executor, 2s);
-        co_await wait.async_wait(asio::use_awaitable);
-        replied = true;
+    times_out_while_the_server_sits_on(io, server, "insert fs.chunks", {},
+                                       [](gridfs::bucket& fs) -> asio::awaitable<void> {
+                                           co_await fs.upload_from_buffer("stuck", content(0, 100));
+                                       });
+    BOOST_TEST(server.files_inserted.empty());
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Downloads by id opened while other opens are in flight share their files find and the query of their first
+// chunks (open_combiner).
+
+namespace scripted {
+
+// `count` files of one chunk each (100-byte chunks), with string ids "file-<i>", served by the server.
+std::vector<served_file> serve_small_files(gridfs_server& server, std::size_t count) {
+    std::vector<served_file> served;
+    for (std::size_t i = 0; i < count; ++i) {
+        served_file f;
+        f.id = bson::value(std::string_view("file-" + std::to_string(i)));
+        f.length = 37 + static_cast<std::int64_t>(i);
+        f.chunk_size = 100;
+        server.files.push_back(f.files_document());
+        server.other_files.push_back(f);
+        served.push_back(f);
+    }
+    return served;
+}
+
+// server.file: 250 bytes in chunks of 100, with its files document.
+void serve_file_of_three_chunks(gridfs_server& server) {
+    server.file.length = 250;
+    server.file.chunk_size = 100;
+    server.files.push_back(server.file.files_document());
+}
+
+gridfs::bucket_options hundred_byte_chunks() {
+    gridfs::bucket_options options;
+    options.chunk_size_bytes = 100;
+    options.batch_bytes = 300;
+    return options;
+}
+
+// Holds the reply to each of the first `held` files finds for `delay`, so that the opens started meanwhile
+// queue up behind them.
+gridfs_server::handler holding_first_finds(gridfs_server& server, std::size_t held,
+                                           std::chrono::milliseconds delay) {
+    return [&server, held, delay](peer& p, received_request request) -> asio::awaitable<void> {
+        if (server.files_find_ids.size() < held) {
+            asio::steady_timer wait(co_await asio::this_coro::executor, delay);
+            co_await wait.async_wait(asio::use_awaitable);
+        }
+        co_await server.serve_default(p, std::move(request));
+    };
+}
+
+}  // namespace scripted
+
+BOOST_AUTO_TEST_CASE(concurrent_small_downloads_share_their_finds_and_chunk_queries) {
+    asio::io_context io;
+    gridfs_server server(io);
+    constexpr std::size_t downloads = 24;
+    const auto files = serve_small_files(server, downloads);
+    // Every slot for a shared find (8) is held, so the other opens queue behind them.
+    server.on("find fs.files", holding_first_finds(server, 8, 300ms));
+    std::vector<std::vector<std::uint8_t>> got(downloads);
+    std::vector<std::exception_ptr> failures;
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket fs(client.database("db"), hundred_byte_chunks());
+        failures = co_await concurrently(downloads, [&](std::size_t i) -> asio::awaitable<void> {
+            got[i] = co_await fs.download_to_buffer(files[i].id);
+        });
+    });
+    for (std::size_t i = 0; i < downloads; ++i) {
+        BOOST_TEST(!failures[i], "download " << i);
+        BOOST_TEST(got[i] == content(0, files[i].length), "download " << i);
+    }
+    BOOST_TEST(sum(server.files_find_ids) == downloads);
+    BOOST_TEST(sum(server.chunk_query_ids) == downloads);
+    // One find and one chunk query per file would take 24 of each; the held ones and whatever queued behind
+    // them take all 24 in at most 8 + 3 (at most 8 opens per find).
+    BOOST_TEST(server.files_find_ids.size() <= 11U);
+    BOOST_TEST(server.chunk_query_ids.size() <= 11U);
+}
+
+BOOST_AUTO_TEST_CASE(a_shared_find_of_a_missing_file_fails_only_that_download) {
+    asio::io_context io;
+    gridfs_server server(io);
+    const auto files = serve_small_files(server, 6);
+    server.files.erase(server.files.begin() + 2);  // file-2 has chunks but no files document
+    server.on("find fs.files", holding_first_finds(server, 8, 200ms));
+    std::vector<std::exception_ptr> failures;
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket fs(client.database("db"), hundred_byte_chunks());
+        failures = co_await concurrently(files.size(), [&](std::size_t i) -> asio::awaitable<void> {
+            const auto got = co_await fs.download_to_buffer(files[i].id);
+            BOOST_TEST(got == content(0, files[i].length), "download " << i);
+        });
+    });
+    for (std::size_t i = 0; i < files.size(); ++i) {
+        if (i != 2) {
+            BOOST_TEST(!failures[i], "download " << i);
+            continue;
+        }
+        expect_failure(failures[i], errc::file_not_found);
+    }
+    BOOST_TEST(server.files_find_ids.size() < files.size());
+}
+
+// A server matches $in by value: asked for 7, it finds a document whose _id is 7.0. That document belongs to
+// no download exactly, so each download left without one finds its file alone, as its own find would have.
+BOOST_AUTO_TEST_CASE(a_document_matched_only_by_value_sends_the_download_to_its_own_find) {
+    asio::io_context io;
+    gridfs_server server(io);
+    server.file.id = bson::value(7.0);
+    server.file.length = 250;
+    server.file.chunk_size = 100;
+    const bson::value asked(std::int32_t{7});
+    server.on("find fs.files", [&](peer& p, received_request request) -> asio::awaitable<void> {
+        // Whatever the filter (shared or not), the document with _id 7.0, as a server comparing by value.
+        server.files_find_ids.push_back(1);
+        const std::vector<bson::document> found{server.file.files_document()};
+        const auto reply = cursor_reply("db.fs.files", 0, "firstBatch", found);
+        co_await p.reply(request, reply.view());
+    });
+    std::vector<std::uint8_t> got;
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket fs(client.database("db"), hundred_byte_chunks());
+        got = co_await fs.download_to_buffer(asked);
+    });
+    BOOST_TEST(got == content(0, server.file.length));
+    // The shared find, then the download's own.
+    BOOST_TEST(server.files_find_ids.size() == 2U);
+}
+
+// A shared chunk reply cut short (the server kept its cursor open) is not used: the cursor is killed and each
+// download queries its chunks itself.
+BOOST_AUTO_TEST_CASE(a_shared_chunk_reply_cut_short_is_dropped) {
+    asio::io_context io;
+    gridfs_server server(io);
+    serve_file_of_three_chunks(server);
+    server.max_batch = 2;  // the prefetch asks for 3 chunks
+    std::size_t cursors_killed = 0;
+    server.on("killCursors fs.chunks", [&](peer& p, received_request request) -> asio::awaitable<void> {
+        ++cursors_killed;
         co_await server.serve_default(p, std::move(request));
     });
-    std::optional<error> failure;
-    bool replied_before_the_failure = false;
+    std::vector<std::uint8_t> got;
     run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
-        gridfs::bucket_options options;
-        options.timeout = 200ms;
-        gridfs::bucket fs(client.database("db"), options);
-        try {
-            co_await fs.upload_from_buffer("stuck", content(0, 100));
-        } catch (const error& e) {
-            failure = e;
-        }
-        replied_before_the_failure = replied;
+        gridfs::bucket fs(client.database("db"), hundred_byte_chunks());
+        got = co_await fs.download_to_buffer(server.file.id);
     });
-    BOOST_TEST_REQUIRE(failure.has_value());
-    BOOST_TEST(failure->code() == make_error_code(errc::timeout), failure->what());
-    // The caller got its timeout while the server still sat on the insert.
-    BOOST_TEST(!replied_before_the_failure);
-    BOOST_TEST(server.files_inserted.empty());
+    BOOST_TEST(got == content(0, server.file.length));
+    BOOST_TEST(cursors_killed == 1U);
+    // The prefetch, then the download's own query of its one run.
+    BOOST_TEST(server.chunk_queries.size() == 2U);
+}
+
+BOOST_AUTO_TEST_CASE(a_failed_shared_find_fails_every_download_in_it) {
+    asio::io_context io;
+    gridfs_server server(io);
+    const auto files = serve_small_files(server, 5);
+    server.on("find fs.files", [&](peer& p, received_request request) -> asio::awaitable<void> {
+        server.files_find_ids.push_back(1);
+        asio::steady_timer wait(co_await asio::this_coro::executor, 100ms);
+        co_await wait.async_wait(asio::use_awaitable);
+        bson::builder b;
+        b.append("ok", 0.0);
+        b.append("errmsg", "not authorized on db to execute command");
+        b.append("code", std::int32_t{13});
+        co_await p.reply(request, b.extract().view());
+    });
+    std::vector<std::exception_ptr> failures;
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket fs(client.database("db"), hundred_byte_chunks());
+        failures = co_await concurrently(files.size(), [&](std::size_t i) -> asio::awaitable<void> {
+            (void)co_await fs.download_to_buffer(files[i].id);
+        });
+    });
+    for (std::size_t i = 0; i < files.size(); ++i) {
+        BOOST_TEST_REQUIRE(static_cast<bool>(failures[i]));
+        try {
+            std::rethrow_exception(failures[i]);
+        } catch (const error& e) {
+            BOOST_TEST_REQUIRE(e.server().has_value(), e.what());
+            BOOST_TEST(e.server()->code == 13, e.what());
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(an_open_times_out_without_waiting_for_its_shared_find) {
+    asio::io_context io;
+    gridfs_server server(io);
+    serve_file_of_three_chunks(server);
+    times_out_while_the_server_sits_on(io, server, "find fs.files", hundred_byte_chunks(),
+                                       [&](gridfs::bucket& fs) -> asio::awaitable<void> {
+                                           (void)co_await fs.open_download_stream(server.file.id);
+                                       });
 }

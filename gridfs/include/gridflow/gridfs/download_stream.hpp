@@ -7,14 +7,21 @@
 // Memory: at most max_in_flight runs of chunks are held or requested at once, whatever the file size.
 //
 // Prefetch at open. A download by id of a whole file (open_download_stream without a range, download_to_*,
-// download_to_buffer) sends the first run's query together with the files document's find, assuming the
-// bucket's chunk size, and uses that reply if the file has that chunk size: one round trip less per file
-// (small files at 5 ms one way: 2,500 instead of 1,430 files/s on the dev server). The open returns once the
-// files document is there and the other runs go out at once; only the first run waits for that reply. The
-// prefetch ends with its reply, within bucket_options::timeout; a failed open (no such file) or a dropped
-// stream abandons it first, closing the connection it is on. That query is bounded by the run's end, so for
-// a file of one run an extra chunk is reported only below that end (16 chunks with the default options);
-// every other run's query still sees any extra chunk (the GridFS spec lets drivers ignore extra chunks).
+// download_to_buffer) sends the query of its first chunks together with the files document's find, assuming
+// the bucket's chunk size, and uses those chunks if the file has that chunk size: one round trip less per
+// file (small files at 5 ms one way: 2,500 instead of 1,430 files/s on the dev server). The open returns once
+// the files document is there and the other runs go out at once; only the first run waits for its chunks.
+//
+// Shared opens. Downloads by id opened while other opens are in flight share one files find
+// {_id: {$in: [...]}} and one query of their first chunks: concurrent small downloads cost about two commands
+// per round trip instead of two per file. Each still gets exactly what its own find would find: a document
+// belongs to a download only if it holds its id exactly, and when the server matched one by value only (1.0
+// for 1, or under a collation), the downloads left without one look their file up alone. The shared chunk
+// query asks each file for up to one run, fewer when many share it (the reply stays under 16 MiB). It ends
+// with its reply, within bucket_options::timeout, even when the downloads that wanted it are gone. Bounded by
+// the run's end, it reports an extra chunk of a file of one run only below that end (16 chunks with the
+// default options); every other run's query still sees any extra chunk (the GridFS spec lets drivers ignore
+// extra chunks).
 //
 // Failure: errc::chunk_missing, errc::chunk_size or errc::corrupt_file from validation (or from the content
 // checksum, see bucket_options::enable_sha256), or the query's own error; it is thrown by the read that needs
