@@ -1,26 +1,32 @@
 // sink-server: a minimal MongoDB look-alike that measures a client's own ceiling, free of any real server's
 // storage costs (issue 6).
 //
-//   sink-server [PORT]        PORT 0 or absent: the kernel picks one. Prints "SINK_URI=mongodb://127.0.0.1:P/"
+//   sink-server [PORT]        PORT 0 or absent: the kernel picks one. Prints
+//   "SINK_URI=mongodb://127.0.0.1:P/"
 //                             on stdout once listening, then serves until killed.
 //
 // To every client it looks like a primary that holds every file that was uploaded to it:
 //   - hello / isMaster (OP_MSG, and the legacy OP_QUERY handshake the peer drivers still send first);
 //   - insert into <bucket>.chunks: acknowledged ({n, ok: 1}) without storing anything;
-//   - insert into <bucket>.files: the files documents are kept (they are small), so a later download by id or by
+//   - insert into <bucket>.files: the files documents are kept (they are small), so a later download by id or
+//   by
 //     name finds the file with its length and chunkSize;
-//   - find on <bucket>.files: the kept documents matching {_id} or {filename} (all of them for any other filter);
-//   - find on <bucket>.chunks with {files_id, n: {$gte, $gt, $lt, $lte} or n: k}: chunk documents of the kept
-//     file, generated with deterministic content, in n order, honouring batchSize, limit and singleBatch;
+//   - find on <bucket>.files: the kept documents matching {_id} (a value or {$in: [...]}) or {filename} (all
+//   of
+//     them for any other filter);
+//   - find on <bucket>.chunks with {files_id (a value or {$in: [...]}), n: {$gte, $gt, $lt, $lte} or n: k}:
+//     chunk documents of the kept files, generated with deterministic content, file by file in n order,
+//     honouring batchSize, limit and singleBatch;
 //   - getMore and killCursors on those cursors; listIndexes (the GridFS indexes, as if already created),
 //     createIndexes, delete, drop, endSessions, ping, buildInfo and anything else: {ok: 1}.
 // Batches follow a real server's limits: the first batch holds at most 101 documents unless batchSize says
 // otherwise, and no batch holds more than 16 MiB of documents (the first document always fits), so clients
 // that do not set batchSize page through getMore as they would against mongod.
 //
-// Chunk replies are written with scatter-gather buffers: the small BSON framing of each chunk document is built
-// here and its data bytes point into one pre-generated random block, so serving costs the sink almost no CPU.
-// One thread: each connection is a coroutine that answers its requests in order (pipelined requests included).
+// Chunk replies are written with scatter-gather buffers: the small BSON framing of each chunk document is
+// built here and its data bytes point into one pre-generated random block, so serving costs the sink almost
+// no CPU. One thread: each connection is a coroutine that answers its requests in order (pipelined requests
+// included).
 #include <gridflow/wire/bson.hpp>
 #include <gridflow/wire/sansio/op_msg.hpp>
 
@@ -72,14 +78,28 @@ struct stored_file {
     std::int32_t chunk_size = 255 * 1024;
 };
 
-struct chunk_cursor {
-    std::string ns;
+// The chunks [next_n, end_n) of one file still to serve.
+struct chunk_segment {
     bson::value files_id;
     std::int64_t next_n = 0;
     std::int64_t end_n = 0;  // exclusive
     std::int64_t length = 0;
     std::int32_t chunk_size = 0;
+};
+
+struct chunk_cursor {
+    std::string ns;
+    // One per file asked for (files_id: x, or each of files_id: {$in: [...]}), served in that order.
+    std::vector<chunk_segment> segments;
+    std::size_t current = 0;
     std::int64_t remaining = -1;  // limit left; -1 none
+
+    // The segment to serve from next, or null when every one is served.
+    chunk_segment* next() {
+        while (current < segments.size() && segments[current].next_n >= segments[current].end_n)
+            ++current;
+        return current < segments.size() ? &segments[current] : nullptr;
+    }
 };
 
 struct state {
@@ -90,6 +110,19 @@ struct state {
     std::int64_t next_cursor_id = 1;
     std::int32_t next_request_id = 1;
 };
+
+// The values a filter field asks for: the value itself, or each operand of {$in: [...]}.
+std::vector<bson::value> wanted_values(const bson::element& field) {
+    std::vector<bson::value> values;
+    if (field.type() == BSON_TYPE_DOCUMENT) {
+        if (auto in = field.as_document().find("$in"); in && in->type() == BSON_TYPE_ARRAY) {
+            in->as_array().for_each([&](const bson::element& e) { values.emplace_back(e); });
+            return values;
+        }
+    }
+    values.emplace_back(field);
+    return values;
+}
 
 std::string id_key(std::string_view files_ns, const bson_value_t& v) {
     bson_t* holder = bson_new();
@@ -322,19 +355,24 @@ private:
     }
 
     asio::awaitable<void> find_files(std::int32_t request_id, const std::string& ns, const bson::view& body) {
-        std::optional<std::string> by_id;
+        std::optional<std::vector<std::string>> by_id;
         std::optional<std::string> by_name;
         if (auto filter = body.find("filter"); filter && filter->type() == BSON_TYPE_DOCUMENT) {
             const bson::view f = filter->as_document();
-            if (auto id = f.find("_id"))
-                by_id = id_key(ns, *id->value());
+            if (auto id = f.find("_id")) {
+                by_id.emplace();
+                for (const auto& v : wanted_values(*id))
+                    by_id->push_back(id_key(ns, v.get()));
+            }
             if (auto name = f.find("filename"); name && name->type() == BSON_TYPE_UTF8)
                 by_name = std::string(name->as_string());
         }
         std::vector<bson::view> docs;
         if (by_id) {
-            if (auto it = st_.files.find(*by_id); it != st_.files.end())
-                docs.push_back(it->second.doc.view());
+            for (const auto& key : *by_id) {
+                if (auto it = st_.files.find(key); it != st_.files.end())
+                    docs.push_back(it->second.doc.view());
+            }
         } else {
             const std::string prefix = ns + std::string(1, '\0');
             for (auto it = st_.files.lower_bound(prefix); it != st_.files.end() && it->first.starts_with(prefix);
@@ -353,18 +391,8 @@ private:
         c.ns = ns;
         std::int64_t lo = 0;
         std::int64_t hi = INT64_MAX;
-        bool known = false;
         if (auto filter = body.find("filter"); filter && filter->type() == BSON_TYPE_DOCUMENT) {
             const bson::view f = filter->as_document();
-            if (auto id = f.find("files_id")) {
-                c.files_id = bson::value(*id);
-                const std::string files_ns = ns.substr(0, ns.size() - std::string_view(".chunks").size()) + ".files";
-                if (auto it = st_.files.find(id_key(files_ns, c.files_id.get())); it != st_.files.end()) {
-                    known = true;
-                    c.length = it->second.length;
-                    c.chunk_size = it->second.chunk_size;
-                }
-            }
             if (auto n = f.find("n")) {
                 if (n->is_number()) {
                     lo = n->as_integer();
@@ -385,10 +413,25 @@ private:
                     });
                 }
             }
+            if (auto id = f.find("files_id")) {
+                const std::string files_ns =
+                    ns.substr(0, ns.size() - std::string_view(".chunks").size()) + ".files";
+                for (auto& files_id : wanted_values(*id)) {
+                    auto it = st_.files.find(id_key(files_ns, files_id.get()));
+                    if (it == st_.files.end())
+                        continue;  // an unknown file has no chunks
+                    chunk_segment seg;
+                    seg.files_id = std::move(files_id);
+                    seg.length = it->second.length;
+                    seg.chunk_size = it->second.chunk_size;
+                    const std::int64_t chunks =
+                        seg.chunk_size > 0 ? (seg.length + seg.chunk_size - 1) / seg.chunk_size : 0;
+                    seg.next_n = std::max<std::int64_t>(lo, 0);
+                    seg.end_n = std::min(hi, chunks);
+                    c.segments.push_back(std::move(seg));
+                }
+            }
         }
-        const std::int64_t chunks = known && c.chunk_size > 0 ? (c.length + c.chunk_size - 1) / c.chunk_size : 0;
-        c.next_n = std::max<std::int64_t>(lo, 0);
-        c.end_n = std::min(hi, chunks);
         const std::int64_t limit = number_or(body, "limit", 0);
         if (limit != 0)
             c.remaining = std::abs(limit);
@@ -436,13 +479,14 @@ private:
         std::size_t docs_bytes = 0;
         std::int64_t count = 0;
         std::size_t run_from = 0;
-        while (c.next_n < c.end_n && (batch <= 0 || count < batch) && c.remaining != 0) {
-            const std::int64_t n = c.next_n;
-            const auto size = static_cast<std::size_t>(
-                std::min<std::int64_t>(c.chunk_size, c.length - n * static_cast<std::int64_t>(c.chunk_size)));
+        chunk_segment* seg = nullptr;
+        while ((seg = c.next()) != nullptr && (batch <= 0 || count < batch) && c.remaining != 0) {
+            const std::int64_t n = seg->next_n;
+            const auto size = static_cast<std::size_t>(std::min<std::int64_t>(
+                seg->chunk_size, seg->length - n * static_cast<std::int64_t>(seg->chunk_size)));
             // _id, files_id, n, data: a fixed-size frame around the data bytes.
             const std::string key = std::to_string(count);
-            const std::size_t files_id_size = files_id_element_size(c.files_id);
+            const std::size_t files_id_size = files_id_element_size(seg->files_id);
             const std::size_t doc_size = 4 + (1 + 4 + 12) + files_id_size + (1 + 2 + 4) + (1 + 5 + 4 + 1) + size + 1;
             if (count > 0 && docs_bytes + doc_size > max_batch_bytes)
                 break;
@@ -454,7 +498,7 @@ private:
             std::uint8_t oid[12] = {0x65, 0x00, 0x00, 0x00, 0x5e, 0x5e, 0x5e, 0x5e, 0, 0, 0, 0};
             std::memcpy(oid + 8, &n, 4);
             glue_.append(reinterpret_cast<const char*>(oid), 12);
-            append_files_id(c.files_id);
+            append_files_id(seg->files_id);
             glue_.push_back(0x10);
             put_cstring(glue_, "n");
             put_i32(glue_, static_cast<std::int32_t>(n));
@@ -469,12 +513,12 @@ private:
             run_from = glue_.size();
             glue_.push_back('\0');  // end of the chunk document
             docs_bytes += doc_size;
-            ++c.next_n;
+            ++seg->next_n;
             ++count;
             if (c.remaining > 0)
                 --c.remaining;
         }
-        const bool exhausted = single || c.next_n >= c.end_n || c.remaining == 0;
+        const bool exhausted = single || c.next() == nullptr || c.remaining == 0;
         glue_.push_back('\0');  // end of the array
         const std::size_t array_end = glue_.size() + data_total;
         glue_.push_back(0x12);
