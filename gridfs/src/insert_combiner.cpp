@@ -4,6 +4,7 @@
 #include <gridflow/wire/error.hpp>
 #include <gridflow/wire/pool.hpp>
 #include <gridflow/wire/sansio/handshake.hpp>
+#include <gridflow/wire/sansio/op_msg.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -65,11 +66,9 @@ void insert_combiner::withdraw(const submission_ptr& sub) {
 
 std::vector<insert_combiner::submission_ptr> insert_combiner::take(
     const wire::sansio::server_description& limits) {
-    // What the message needs besides the documents: header (16), flagBits (4), kind 0 byte and body with $db,
-    // kind 1 byte, section size (4) and "documents\0"; 1 KiB covers $db and rounding.
-    const std::size_t overhead = 16 + 4 + 1 + insert_command_.view().size() + 1 + 4 + 10 + 1024;
     const std::size_t room =
-        std::min(batch_bytes_, static_cast<std::size_t>(limits.max_message_size_bytes) - overhead);
+        std::min(batch_bytes_, wire::sansio::sequence_room(limits.max_message_size_bytes,
+                                                           insert_command_.view().size(), "documents"));
     const auto max_count = static_cast<std::size_t>(limits.max_write_batch_size);
     std::vector<submission_ptr> batch;
     std::size_t bytes = 0;

@@ -82,14 +82,15 @@ struct upload_state : std::enable_shared_from_this<upload_state> {
     static boost::asio::awaitable<void> cleanup(std::shared_ptr<upload_state> self);
     void start_cleanup();
 
-    static boost::asio::awaitable<void> insert_task(std::shared_ptr<upload_state> self, insert_batch batch,
-                                                    std::shared_ptr<const void> owner,
-                                                    wire::connection* conn);
-    // insert_task for a combined upload: a copy of the batch's documents goes through the chunk combiner.
-    static boost::asio::awaitable<void> combined_insert_task(std::shared_ptr<upload_state> self,
-                                                             owned_documents documents);
-    // An insert settled (failed null when it succeeded): its acknowledgement goes to the stream.
-    void acknowledge(std::exception_ptr failed);
+    // Inserts the batch's chunks on conn; throws errc::bad_reply unless the server counts them all.
+    static boost::asio::awaitable<void> insert_chunks(std::shared_ptr<upload_state> self, insert_batch batch,
+                                                      wire::connection* conn);
+    // Awaits one insert (insert_chunks, or the chunk combiner's for a combined upload), releases owner (the
+    // bytes it referenced), then hands its acknowledgement to the stream: null, or the failure with a
+    // duplicate key translated into errc::file_exists.
+    static boost::asio::awaitable<void> acknowledged(std::shared_ptr<upload_state> self,
+                                                     boost::asio::awaitable<void> insert,
+                                                     std::shared_ptr<const void> owner);
 
     boost::asio::any_io_executor executor;
     std::shared_ptr<bucket::state> parent;

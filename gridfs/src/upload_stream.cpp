@@ -127,19 +127,25 @@ asio::awaitable<void> upload_state::drain() {
         co_await receive_one();
 }
 
-asio::awaitable<void> upload_state::insert_task(std::shared_ptr<upload_state> self, insert_batch batch,
-                                                std::shared_ptr<const void> owner, wire::connection* conn) {
+asio::awaitable<void> upload_state::insert_chunks(std::shared_ptr<upload_state> self, insert_batch batch,
+                                                  wire::connection* conn) {
+    const wire::sansio::document_sequence sequence{"documents", batch.documents()};
+    const wire::reply reply = co_await conn->run_command(self->parent->db.name(), self->insert_command.view(),
+                                                         std::span(&sequence, 1));
+    const auto n = reply.body().find("n");
+    if (!n || !n->is_number() || n->as_integer() != static_cast<std::int64_t>(batch.count())) {
+        throw error(errc::bad_reply, "GridFS chunk insert acknowledged " +
+                                         (n && n->is_number() ? std::to_string(n->as_integer()) : "no") +
+                                         " of " + std::to_string(batch.count()) + " chunks");
+    }
+}
+
+asio::awaitable<void> upload_state::acknowledged(std::shared_ptr<upload_state> self,
+                                                 asio::awaitable<void> insert,
+                                                 std::shared_ptr<const void> owner) {
     std::exception_ptr failed;
     try {
-        const wire::sansio::document_sequence sequence{"documents", batch.documents()};
-        const wire::reply reply = co_await conn->run_command(
-            self->parent->db.name(), self->insert_command.view(), std::span(&sequence, 1));
-        const auto n = reply.body().find("n");
-        if (!n || !n->is_number() || n->as_integer() != static_cast<std::int64_t>(batch.count())) {
-            throw error(errc::bad_reply, "GridFS chunk insert acknowledged " +
-                                             (n && n->is_number() ? std::to_string(n->as_integer()) : "no") +
-                                             " of " + std::to_string(batch.count()) + " chunks");
-        }
+        co_await std::move(insert);
     } catch (const error& e) {
         failed = translate(e, self->id);
     } catch (...) {
@@ -147,26 +153,9 @@ asio::awaitable<void> upload_state::insert_task(std::shared_ptr<upload_state> se
     }
     // Releases the referenced bytes before the stream learns that the insert is over.
     owner.reset();
-    self->acknowledge(failed);
-}
-
-asio::awaitable<void> upload_state::combined_insert_task(std::shared_ptr<upload_state> self,
-                                                         owned_documents documents) {
-    std::exception_ptr failed;
-    try {
-        co_await self->parent->chunk_inserts->insert(std::move(documents));
-    } catch (const error& e) {
-        failed = translate(e, self->id);
-    } catch (...) {
-        failed = std::current_exception();
-    }
-    self->acknowledge(failed);
-}
-
-void upload_state::acknowledge(std::exception_ptr failed) {
     // The channel holds max_in_flight acknowledgements and at most that many inserts are in flight, so this
     // never fails for lack of room.
-    (void)acks.try_send(boost::system::error_code{}, std::move(failed));
+    (void)self->acks.try_send(boost::system::error_code{}, std::move(failed));
 }
 
 asio::awaitable<void> upload_state::send(insert_batch batch, std::shared_ptr<const void> owner) {
@@ -176,11 +165,16 @@ asio::awaitable<void> upload_state::send(insert_batch batch, std::shared_ptr<con
     rethrow_failure();
     ++in_flight;
     if (combined) {
-        asio::co_spawn(executor, combined_insert_task(shared_from_this(), copy_of(batch)), asio::detached);
+        // The combiner owns a copy of the documents: owner is not needed past this call.
+        asio::co_spawn(
+            executor,
+            acknowledged(shared_from_this(), parent->chunk_inserts->insert(copy_of(batch)), nullptr),
+            asio::detached);
         co_return;
     }
     wire::connection* conn = &*leases[next_lease++ % leases.size()];
-    asio::co_spawn(executor, insert_task(shared_from_this(), std::move(batch), std::move(owner), conn),
+    auto insert = insert_chunks(shared_from_this(), std::move(batch), conn);
+    asio::co_spawn(executor, acknowledged(shared_from_this(), std::move(insert), std::move(owner)),
                    asio::detached);
 }
 

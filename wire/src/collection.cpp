@@ -149,10 +149,8 @@ asio::awaitable<std::int64_t> collection::insert_many(std::span<const bson::view
     command.append("insert", name_);
     command.append("ordered", ordered);
     append_write_concern(command);
-    // Room the message needs besides the documents: header (16) + flagBits (4) + kind 0 byte + body with $db,
-    // + kind 1 byte, size (4) and "documents\0". 1 KiB covers $db and rounding generously.
-    const std::size_t overhead = 16 + 4 + 1 + command.view().size() + 1 + 4 + 10 + 1024;
-    const std::size_t budget = static_cast<std::size_t>(limits.max_message_size_bytes) - overhead;
+    const std::size_t budget =
+        sansio::sequence_room(limits.max_message_size_bytes, command.view().size(), "documents");
 
     std::int64_t inserted = 0;
     std::vector<asio::const_buffer> batch;

@@ -134,6 +134,15 @@ constexpr std::size_t max_nesting_depth = 400;
 
 }  // namespace
 
+std::size_t sequence_room(std::int32_t max_message_size, std::size_t body_size,
+                          std::string_view identifier) noexcept {
+    constexpr std::size_t added_to_body = 1024;
+    const std::size_t framing = header_size + flags_size + 1 + body_size + added_to_body + 1 + int32_size +
+                                identifier.size() + 1 + checksum_size;
+    const auto limit = static_cast<std::size_t>(std::max<std::int32_t>(max_message_size, 0));
+    return limit > framing ? limit - framing : 0;
+}
+
 outgoing_message encode_op_msg(std::int32_t request_id, bson::view body,
                                std::span<const document_sequence> sequences, std::uint32_t flags,
                                std::int32_t response_to) {

@@ -259,6 +259,33 @@ BOOST_AUTO_TEST_CASE(kind_1_section_size_counts_size_identifier_nul_and_document
     BOOST_TEST(size == 4 + 9 + 1 + d.view().size());
 }
 
+BOOST_AUTO_TEST_CASE(sequence_room_keeps_a_full_message_within_the_limit) {
+    const auto command = json(R"({"insert": "fs.chunks", "ordered": false})");
+    constexpr std::int32_t limit = 100'000;
+    const std::size_t room = sansio::sequence_room(limit, command.view().size(), "documents");
+    BOOST_TEST(room > 98'000U);
+    // The body as a connection sends it, with $db and session fields, and one document filling the room.
+    bson::builder sent;
+    sent.concat(command.view());
+    sent.append("$db", std::string(64, 'd'));
+    sent.append_document("lsid", [](bson::builder& l) {
+        l.append_binary("id", BSON_SUBTYPE_UUID, std::vector<std::uint8_t>(16, 7));
+    });
+    bson::builder filler;
+    filler.append_binary("data", BSON_SUBTYPE_BINARY,
+                         std::vector<std::uint8_t>(room - 4 - 1 - 5 - 4 - 1 - 1));
+    const auto document = filler.extract();
+    BOOST_TEST_REQUIRE(document.view().size() == room);
+    const asio::const_buffer buffer(document.view().data(), document.view().size());
+    const sansio::document_sequence sequence{"documents", std::span(&buffer, 1)};
+    const auto message =
+        sansio::encode_op_msg(1, sent.view(), std::span(&sequence, 1), sansio::flag::checksum_present);
+    BOOST_TEST(message.size() <= static_cast<std::size_t>(limit));
+    // Nothing fits: no room rather than a wrapped-around size.
+    BOOST_TEST(sansio::sequence_room(1000, command.view().size(), "documents") == 0U);
+    BOOST_TEST(sansio::sequence_room(-1, 0, "documents") == 0U);
+}
+
 BOOST_AUTO_TEST_CASE(body_and_sequence_documents_are_referenced_not_copied) {
     const bson::document body = json(R"({"insert": "fs.chunks", "$db": "test"})");
     const bson::document chunk = chunk_document(0, 4096);

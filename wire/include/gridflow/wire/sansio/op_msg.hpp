@@ -78,6 +78,14 @@ private:
                                              std::span<const document_sequence> sequences = {},
                                              std::uint32_t flags = 0, std::int32_t response_to = 0);
 
+// The bytes left for the documents of one kind 1 section named `identifier` in an OP_MSG of at most
+// max_message_size bytes whose kind 0 body is body_size bytes before the connection adds "$db" and its
+// session fields: the header, flagBits, both sections' framing and a CRC-32C are counted, and 1 KiB for what
+// the connection adds. 0 when nothing fits. Batching writers (insert_many, the GridFS insert combiner) fill a
+// sequence up to this.
+[[nodiscard]] std::size_t sequence_room(std::int32_t max_message_size, std::size_t body_size,
+                                        std::string_view identifier) noexcept;
+
 // Reads and checks the fixed header. On success `out` is filled and the caller reads
 // out.message_length - header_size more bytes; on failure `out` is left alone. Errors: message_too_short
 // (messageLength below 16, negative included), message_too_large (above max_message_size), unknown_opcode.
