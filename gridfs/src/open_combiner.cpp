@@ -327,14 +327,20 @@ asio::awaitable<std::shared_ptr<wire::reply>> open_combiner::chunk_reply(wire::c
     bson::builder find;
     find.append("find", settings_.chunks);
     find.append_document("filter", [&](bson::builder& f) {
-        f.append_document("files_id", [&](bson::builder& in) { in.append_array("$in", ids); });
+        // One file's is the plain query a download sends for its own runs, which a server plans best (the dev
+        // server answered it 3-6% faster than the $in form: dev32 and multi at 5 ms, medians of 3).
+        if (files == 1)
+            f.append("files_id", *ids.find("0"));
+        else
+            f.append_document("files_id", [&](bson::builder& in) { in.append_array("$in", ids); });
         f.append_document("n", [&](bson::builder& n) {
             n.append("$gte", std::int32_t{0});
             n.append("$lt", static_cast<std::int32_t>(run));
         });
     });
-    find.append_document("sort", [](bson::builder& sort) {
-        sort.append("files_id", std::int32_t{1});
+    find.append_document("sort", [&](bson::builder& sort) {
+        if (files > 1)
+            sort.append("files_id", std::int32_t{1});
         sort.append("n", std::int32_t{1});
     });
     find.append("batchSize", as_batch_size(files * static_cast<std::size_t>(run) + 1));
