@@ -258,21 +258,33 @@ asio::awaitable<std::int64_t> bucket::state::delete_documents(const wire::collec
     co_return reply.at("n").as_integer();
 }
 
+std::size_t bucket::state::stream_connections() const noexcept {
+    return std::min(options.connections_per_stream, options.max_in_flight);
+}
+
 asio::awaitable<std::vector<wire::pool::lease>> bucket::state::lease_connections() const {
-    const std::size_t count = std::min(options.connections_per_stream, options.max_in_flight);
-    auto& pool = db.client().pool();
     std::vector<wire::pool::lease> leases;
-    leases.reserve(count);
-    leases.push_back(co_await pool.acquire());
-    while (leases.size() < count && pool_has_room())
-        leases.push_back(co_await pool.acquire());
+    leases.reserve(stream_connections());
+    leases.push_back(co_await db.client().pool().acquire());
+    top_up(leases);
     co_return leases;
 }
 
-bool bucket::state::pool_has_room() const {
-    const std::size_t max_size = db.client().options().pool.max_size;
-    const auto stats = db.client().pool().stats();
-    return stats.waiting == 0 && (stats.idle > 0 || max_size == 0 || stats.total < max_size);
+void bucket::state::top_up(std::vector<wire::pool::lease>& leases) const {
+    const std::size_t wanted = stream_connections();
+    auto& pool = db.client().pool();
+    while (leases.size() < wanted) {
+        auto idle = pool.try_acquire();
+        if (!idle) {
+            pool.prepare(wanted - leases.size());
+            return;
+        }
+        leases.push_back(std::move(*idle));
+    }
+}
+
+void bucket::state::prepare_stream_connections() const {
+    db.client().pool().prepare(stream_connections() + 1);
 }
 
 std::int64_t bucket::state::run_length(std::int32_t chunk_size) const {
@@ -289,9 +301,11 @@ namespace {
                 "GridFS file " + id.to_json() + " not found in bucket " + s.options.bucket_name);
 }
 
-// The files document of a revision of filename (see open_download_stream_by_name).
+// The files document of a revision of filename (see open_download_stream_by_name), for a download: the
+// download's connections open while the find is in flight.
 asio::awaitable<bson::document> revision_of(const bucket::state& s, std::string_view filename,
                                             std::int32_t revision) {
+    s.prepare_stream_connections();
     const std::int32_t direction = revision >= 0 ? 1 : -1;
     wire::find_options find = s.read_options();
     bson::builder sort;
@@ -326,7 +340,7 @@ asio::awaitable<std::shared_ptr<detail::download_state>> open_download(
 // the bucket's; the download uses its chunks only if the file has that chunk size (download_state). The open
 // returns as soon as the files document is there, and the download's other runs go out at once; only its
 // first run waits for the prefetched chunks. Waiting for them here cost 10% on a 32 MiB download at 1 ms (the
-// other runs left 4 MiB of server time later).
+// other runs left 4 MiB of server time later). The download's connections open while the find is in flight.
 asio::awaitable<std::shared_ptr<detail::download_state>> open_download_by_id(std::shared_ptr<bucket::state> s,
                                                                              bson::value id,
                                                                              download_range range) {
@@ -339,6 +353,7 @@ asio::awaitable<std::shared_ptr<detail::download_state>> open_download_by_id(std
                 prefetch->abandon();
         }
     } unclaimed;
+    s->prepare_stream_connections();
     if (range.start == 0 && !range.end)
         unclaimed.prefetch = std::make_shared<detail::chunk_prefetch>(co_await asio::this_coro::executor);
     auto opened = co_await s->opens->open(id, unclaimed.prefetch);
@@ -375,6 +390,7 @@ asio::awaitable<std::shared_ptr<detail::upload_state>> open_upload(std::shared_p
         throw error(errc::invalid_argument, "GridFS chunk size must be positive");
     if (options.extra_fields)
         detail::check_extra_fields(options.extra_fields->view());
+    s->prepare_stream_connections();
     co_await s->ensure_indexes();
     // A fresh ObjectId cannot name an existing file, so only a caller's id costs the extra round trip (which
     // is most of the time of a small upload on a distant server). The unique indexes still guard both cases.

@@ -226,6 +226,8 @@ void download_state::issue() {
             break;
         reserved += count;
         ++in_flight;
+        if (!answered)
+            parent->top_up(leases);
         wire::connection* conn = answered ? nullptr : &*leases[next_lease++ % leases.size()];
         asio::co_spawn(executor,
                        fetch_task(shared_from_this(), run, generation, conn, answered ? prefetch : nullptr),

@@ -172,6 +172,7 @@ asio::awaitable<void> upload_state::send(insert_batch batch, std::shared_ptr<con
             asio::detached);
         co_return;
     }
+    parent->top_up(leases);
     wire::connection* conn = &*leases[next_lease++ % leases.size()];
     auto insert = insert_chunks(shared_from_this(), std::move(batch), conn);
     asio::co_spawn(executor, acknowledged(shared_from_this(), std::move(insert), std::move(owner)),

@@ -6,12 +6,18 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <mutex>
+#include <vector>
 
 namespace gridflow::wire {
 
@@ -86,8 +92,9 @@ public:
                              std::nullopt);
                     return;
                 }
-                // Room may have appeared between the caller's check and now; let it retry at once.
-                if (self->has_room() || !self->idle_.empty()) {
+                // An idle connection or room may have appeared between the caller's check and now; let it
+                // retry at once.
+                if (!self->idle_.empty() || self->should_open_own()) {
                     complete(w, nullptr, std::nullopt);
                     return;
                 }
@@ -114,7 +121,7 @@ public:
                 throw error(errc::pool_closed, "connection pool for " + self->address_.to_string() + " is closed");
             }
             if (auto c = self->take_idle()) co_return pool::lease(self, std::move(*c));
-            if (self->has_room()) {
+            if (self->should_open_own()) {
                 ++self->total_;
                 lock.unlock();
                 co_return pool::lease(self, co_await self->open_counted());
@@ -129,6 +136,11 @@ public:
 
     void give_back(connection c) noexcept {
         std::unique_lock lock(mutex_);
+        hand_over(lock, std::move(c));
+    }
+
+    // Gives a connection to the first waiter, or keeps it idle; drops it when broken or closed.
+    void hand_over(std::unique_lock<std::mutex>& lock, connection c) noexcept {
         if (closed_ || c.is_broken()) {
             --total_;
             wake_one_for_room();
@@ -162,25 +174,41 @@ public:
         for (auto& w : waiters) {
             if (w->handler) complete(w, failure, std::nullopt);
         }
+        abandon_background_opens();
         // idle's destructor closes the connections.
     }
 
+    // Keeps min_size connections open.
     void refill() {
-        std::size_t to_open = 0;
-        {
-            std::lock_guard lock(mutex_);
-            if (closed_ || total_ >= options_.min_size) return;
-            to_open = options_.min_size - total_;
-            total_ += to_open;
-        }
-        for (std::size_t i = 0; i < to_open; ++i) {
-            asio::co_spawn(executor_, open_into_idle(shared_from_this()), asio::detached);
-        }
+        std::unique_lock lock(mutex_);
+        if (closed_ || total_ >= options_.min_size)
+            return;
+        open_in_background(lock, options_.min_size - total_);
+    }
+
+    void prepare(std::size_t count) {
+        std::unique_lock lock(mutex_);
+        const std::size_t ready = idle_.size() + opening_;
+        if (closed_ || ready >= count)
+            return;
+        std::size_t to_open = count - ready;
+        if (options_.max_size != 0)
+            to_open = std::min(to_open, options_.max_size - std::min(total_, options_.max_size));
+        open_in_background(lock, to_open);
+    }
+
+    std::optional<pool::lease> try_acquire() {
+        std::lock_guard lock(mutex_);
+        if (closed_ || !waiters_.empty())
+            return std::nullopt;
+        if (auto c = take_idle())
+            return pool::lease(shared_from_this(), std::move(*c));
+        return std::nullopt;
     }
 
     pool::statistics stats() const {
         std::lock_guard lock(mutex_);
-        return {total_, idle_.size(), waiters_.size()};
+        return {total_, idle_.size(), waiters_.size(), opening_};
     }
 
     [[nodiscard]] const host_port& address() const noexcept { return address_; }
@@ -192,6 +220,11 @@ private:
     };
 
     bool has_room() const { return options_.max_size == 0 || total_ < options_.max_size; }
+
+    // Called with the lock held. A caller with no idle connection opens its own when there is room, unless a
+    // background open is still unpromised to an earlier waiter: then it waits for that one, which started
+    // sooner, instead of making the pool one connection larger than prepare() asked for.
+    bool should_open_own() const { return has_room() && opening_ <= waiters_.size(); }
 
     // Called with the lock held.
     std::optional<connection> take_idle() {
@@ -232,12 +265,70 @@ private:
         }
     }
 
-    static asio::awaitable<void> open_into_idle(std::shared_ptr<pool_state> self) {
+    // One open that nobody waits for (min_size, prepare()). It runs on a strand of its own, where close()
+    // emits its cancellation: a cancellation signal is not thread-safe, and the pool's executor may be run
+    // by several threads.
+    struct background_open {
+        explicit background_open(const asio::any_io_executor& executor)
+            : strand(asio::make_strand(executor)) {}
+        asio::strand<asio::any_io_executor> strand;
+        asio::cancellation_signal signal;
+    };
+
+    // Counts `count` connections in total_ and opening_, then opens them, each in a coroutine of its own that
+    // close() can cancel.
+    void open_in_background(std::unique_lock<std::mutex>& lock, std::size_t count) {
+        total_ += count;
+        opening_ += count;
+        std::vector<std::shared_ptr<background_open>> opens;
+        for (std::size_t i = 0; i < count; ++i) {
+            opens.push_back(std::make_shared<background_open>(executor_));
+            background_opens_.push_back(opens.back());
+        }
+        lock.unlock();
+        for (auto& open : opens) {
+            asio::co_spawn(open->strand, open_into_idle(shared_from_this(), open),
+                           asio::bind_cancellation_slot(open->signal.slot(), asio::detached));
+        }
+    }
+
+    // The opened connection goes to the first waiter, or idle. Its end is counted under the same lock as its
+    // hand-over (or, on failure, the wake-up of a waiter, who then opens its own): a waiter who saw it in
+    // opening_ is never left waiting for it.
+    static asio::awaitable<void> open_into_idle(std::shared_ptr<pool_state> self,
+                                                std::shared_ptr<background_open> open) {
+        std::optional<connection> opened;
         try {
-            self->give_back(co_await self->open_counted());
+            opened.emplace(
+                co_await connection::open(self->executor_, self->address_, self->options_.connection));
         } catch (const std::exception&) {
-            // A background fill that fails is not an error of any caller; the next acquire() will try again
-            // and report the failure to its caller.
+            // A background open that fails is not an error of any caller; the next acquire() will try again
+            // and report the failure to its caller. Cancelled by close(), it ends here too.
+        }
+        std::unique_lock lock(self->mutex_);
+        --self->opening_;
+        std::erase(self->background_opens_, open);
+        if (opened) {
+            self->hand_over(lock, std::move(*opened));
+            co_return;
+        }
+        --self->total_;
+        self->wake_one_for_room();
+    }
+
+    // Nobody waits for a background open, so a pool that closes cancels its opens: they end as soon as their
+    // executor runs, instead of when the server answers. An open still in flight when the io_context is
+    // destroyed would leak its coroutine and connection.
+    void abandon_background_opens() {
+        std::vector<std::shared_ptr<background_open>> opens;
+        {
+            std::lock_guard lock(mutex_);
+            opens.swap(background_opens_);
+        }
+        for (auto& open : opens) {
+            auto strand = open->strand;
+            asio::dispatch(
+                strand, [open = std::move(open)] { open->signal.emit(asio::cancellation_type::terminal); });
         }
     }
 
@@ -248,7 +339,9 @@ private:
     mutable std::mutex mutex_;
     std::deque<idle_connection> idle_;
     std::deque<std::shared_ptr<waiter>> waiters_;
-    std::size_t total_ = 0;
+    std::size_t total_ = 0;    // leased, idle and being opened
+    std::size_t opening_ = 0;  // being opened in the background, not yet anybody's
+    std::vector<std::shared_ptr<background_open>> background_opens_;  // the ones in flight
     bool closed_ = false;
 };
 
@@ -291,6 +384,14 @@ asio::awaitable<pool::lease> pool::acquire() {
 
 void pool::close() noexcept {
     state_->close();
+}
+
+std::optional<pool::lease> pool::try_acquire() {
+    return state_->try_acquire();
+}
+
+void pool::prepare(std::size_t count) {
+    state_->prepare(count);
 }
 
 pool::statistics pool::stats() const {

@@ -547,6 +547,7 @@ BOOST_AUTO_TEST_CASE(a_pool_of_one_connection_serves_every_operation) {
     run(io, aborted.abort());
     BOOST_TEST(run(io, count_chunks(fs, aborted.id())) == 0u);
     expect_errc(io, fs.upload_from_file("missing", "/nonexistent/gridflow/input"), errc::invalid_argument);
+    client.close();
     test::drain(io);
 }
 

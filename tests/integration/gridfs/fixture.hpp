@@ -42,9 +42,13 @@ struct gridfs_fixture {
     wire::client client{io.get_executor(), server_uri()};
     wire::database db{client.database(unique_name("gridfs"))};
 
-    // Streams a test dropped mid-transfer close their connections on the io_context's strands; let that
-    // settle before the io_context goes, so nothing is left pending at teardown.
-    ~gridfs_fixture() { drain(io); }
+    // Streams a test dropped mid-transfer close their connections on the io_context's strands, and closing
+    // the client cancels the connections its pool still opens in the background; let that settle before the
+    // io_context goes, so nothing is left pending at teardown.
+    ~gridfs_fixture() {
+        client.close();
+        drain(io);
+    }
 
     gridfs::bucket make_bucket(gridfs::bucket_options options = {}) {
         return gridfs::bucket(db, std::move(options));

@@ -33,6 +33,7 @@
 #include <map>
 #include <optional>
 #include <ostream>
+#include <set>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -1584,4 +1585,36 @@ BOOST_AUTO_TEST_CASE(an_open_times_out_without_waiting_for_its_shared_find) {
                                        [&](gridfs::bucket& fs) -> asio::awaitable<void> {
                                            (void)co_await fs.open_download_stream(server.file.id);
                                        });
+}
+
+// Every upload and download open asks the pool for one more stream's connections, plus one for a download's
+// files find: after a one-chunk upload (which leases none itself) the pool holds three, and the download
+// that follows spreads its runs over connections it found open.
+BOOST_AUTO_TEST_CASE(opens_prepare_the_connections_of_the_next_stream) {
+    asio::io_context io;
+    gridfs_server server(io);
+    server.file.length = 1000;  // runs of 3 chunks of 100 bytes: the prefetch and 3 more runs
+    server.file.chunk_size = 100;
+    server.files.push_back(server.file.files_document());
+    std::set<const peer*> answering_chunks;
+    server.on("find fs.chunks", [&](peer& p, received_request request) -> asio::awaitable<void> {
+        answering_chunks.insert(&p);
+        co_await server.serve_default(p, std::move(request));
+    });
+    std::vector<std::uint8_t> got;
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket fs(client.database("db"), hundred_byte_chunks());
+        const std::vector<std::uint8_t> one_byte{42};
+        (void)co_await fs.upload_from_buffer("tiny", one_byte);
+        asio::steady_timer tick(co_await asio::this_coro::executor);
+        for (int i = 0; i < 400 && client.pool().stats().idle < 3; ++i) {
+            tick.expires_after(5ms);
+            co_await tick.async_wait(asio::use_awaitable);
+        }
+        BOOST_TEST(client.pool().stats().idle == 3u);
+        BOOST_TEST(client.pool().stats().total == 3u);
+        got = co_await fs.download_to_buffer(server.file.id);
+    });
+    BOOST_TEST(got == content(0, server.file.length));
+    BOOST_TEST(answering_chunks.size() >= 2u);
 }

@@ -13,6 +13,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <functional>
+
 namespace asio = boost::asio;
 using namespace asio::experimental::awaitable_operators;
 using namespace gridflow;
@@ -194,6 +196,178 @@ BOOST_AUTO_TEST_CASE(closed_pool_refuses_and_fails_waiters) {
         auto server_side = [&]() -> asio::awaitable<void> {
             auto conn = co_await server.accept();
             co_await conn.receives_close();
+        };
+        co_await (client_side() && server_side());
+    }());
+}
+
+namespace {
+
+// Answers pings until the client closes the connection; returns how many came.
+asio::awaitable<std::size_t> pings_until_close(test::mock_connection& conn) {
+    std::size_t pings = 0;
+    for (;;) {
+        std::optional<test::received_request> request;
+        try {
+            request.emplace(co_await conn.receive());
+        } catch (const boost::system::system_error&) {
+            co_return pings;  // the client closed it
+        }
+        BOOST_TEST_REQUIRE(request->command_name() == "ping");
+        ++pings;
+        co_await conn.reply(*request, test::reply_ok());
+    }
+}
+
+// Waits until the pool holds no connection at all (leased, idle or opening), for at most 2 s.
+asio::awaitable<void> until_none_left(wire::pool& pool) {
+    asio::steady_timer tick(co_await asio::this_coro::executor);
+    for (int i = 0; i < 400 && pool.stats().total > 0; ++i) {
+        tick.expires_after(5ms);
+        co_await tick.async_wait(asio::use_awaitable);
+    }
+}
+
+// Waits until the pool holds `idle` idle connections, for at most 2 s.
+asio::awaitable<void> until_idle(wire::pool& pool, std::size_t idle) {
+    asio::steady_timer tick(co_await asio::this_coro::executor);
+    for (int i = 0; i < 400 && pool.stats().idle < idle; ++i) {
+        tick.expires_after(5ms);
+        co_await tick.async_wait(asio::use_awaitable);
+    }
+    BOOST_TEST_REQUIRE(pool.stats().idle == idle);
+}
+
+}  // namespace
+
+// prepare() opens connections in the background up to its count of idle-or-opening ones, within max_size,
+// without waiting; try_acquire() lends the idle ones and nothing else.
+BOOST_AUTO_TEST_CASE(prepare_opens_in_the_background_and_try_acquire_takes_only_idle_connections) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        wire::pool_options options;
+        options.max_size = 3;
+        wire::pool pool(io.get_executor(), {"127.0.0.1", server.port()}, options);
+        auto client_work = [&]() -> asio::awaitable<void> {
+            BOOST_TEST(!pool.try_acquire().has_value());
+            BOOST_TEST(pool.stats().total == 0u);
+
+            pool.prepare(2);
+            BOOST_TEST(pool.stats().opening == 2u);
+            BOOST_TEST(pool.stats().total == 2u);
+            pool.prepare(2);  // two already being opened
+            BOOST_TEST(pool.stats().total == 2u);
+            co_await until_idle(pool, 2);
+            BOOST_TEST(pool.stats().opening == 0u);
+
+            auto first = pool.try_acquire();
+            BOOST_TEST_REQUIRE(first.has_value());
+            const wire::reply r =
+                co_await (*first)->run_command("db", bson::document::from_json(R"({"ping": 1})"));
+            BOOST_TEST(r.body().at("ok").truthy());
+            BOOST_TEST(pool.stats().idle == 1u);
+
+            pool.prepare(5);  // one idle; room for one more only
+            BOOST_TEST(pool.stats().opening == 1u);
+            BOOST_TEST(pool.stats().total == 3u);
+            co_await until_idle(pool, 2);
+            auto second = pool.try_acquire();
+            auto third = pool.try_acquire();
+            BOOST_TEST(second.has_value());
+            BOOST_TEST(third.has_value());
+            BOOST_TEST(!pool.try_acquire().has_value());
+            pool.prepare(1);  // full: nothing to open
+            BOOST_TEST(pool.stats().opening == 0u);
+            BOOST_TEST(pool.stats().total == 3u);
+        };
+        auto client_side = [&]() -> asio::awaitable<void> {
+            co_await client_work();
+            pool.close();
+        };
+        // Each connection is served from its accept on: the mock answers a hello only while it reads.
+        std::size_t pings = 0;
+        std::function<asio::awaitable<void>(int)> accept_and_serve = [&](int left) -> asio::awaitable<void> {
+            auto conn = co_await server.accept();
+            auto serve = [&]() -> asio::awaitable<void> { pings += co_await pings_until_close(conn); };
+            if (left > 1)
+                co_await (serve() && accept_and_serve(left - 1));
+            else
+                co_await serve();
+        };
+        auto server_side = [&]() -> asio::awaitable<void> { co_await accept_and_serve(3); };
+        co_await (client_side() && server_side());
+        BOOST_TEST(pings == 1u);
+    }());
+}
+
+// A background open that fails is nobody's error: the pool forgets it, and the next acquire() reports its
+// own.
+BOOST_AUTO_TEST_CASE(a_failed_background_open_is_dropped) {
+    asio::io_context io;
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        std::uint16_t closed_port = 0;
+        {
+            mock_server gone(io.get_executor());
+            closed_port = gone.port();
+        }
+        wire::pool_options options;
+        options.max_size = 1;
+        wire::pool pool(io.get_executor(), {"127.0.0.1", closed_port}, options);
+        pool.prepare(1);
+        BOOST_TEST(pool.stats().total == 1u);
+        co_await until_none_left(pool);
+        BOOST_TEST(pool.stats().total == 0u);
+        BOOST_TEST(pool.stats().opening == 0u);
+        try {
+            co_await pool.acquire();
+            BOOST_FAIL("a connection to a closed port was lent");
+        } catch (const error& e) {
+            BOOST_TEST(e.code() == errc::connect_failed, e.what());
+        }
+    }());
+}
+
+// close() cancels the opens nobody waits for: one stuck in its handshake ends at once and closes its socket,
+// rather than when the server answers (or, if the io_context went first, never).
+BOOST_AUTO_TEST_CASE(close_cancels_a_background_open_stuck_in_its_handshake) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    server.auto_hello(false);
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        wire::pool pool(io.get_executor(), {"127.0.0.1", server.port()}, {});
+        pool.prepare(1);
+        auto conn = co_await server.accept();
+        co_await conn.receives_command("hello");  // and never answered
+        BOOST_TEST(pool.stats().opening == 1u);
+        pool.close();
+        co_await conn.receives_close(1s);
+        co_await until_none_left(pool);
+        BOOST_TEST(pool.stats().total == 0u);
+        BOOST_TEST(pool.stats().opening == 0u);
+    }());
+}
+
+// A caller that finds no idle connection waits for one being opened in the background rather than opening
+// another: prepare(1) then acquire() makes one connection, not two.
+BOOST_AUTO_TEST_CASE(acquire_takes_a_background_open_instead_of_opening_its_own) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        wire::pool pool(io.get_executor(), {"127.0.0.1", server.port()}, {});
+        auto client_side = [&]() -> asio::awaitable<void> {
+            pool.prepare(1);
+            {
+                auto lease = co_await pool.acquire();
+                BOOST_TEST(pool.stats().total == 1u);
+                BOOST_TEST(pool.stats().opening == 0u);
+            }
+            pool.close();
+        };
+        auto server_side = [&]() -> asio::awaitable<void> {
+            auto conn = co_await server.accept();
+            const std::size_t pings = co_await pings_until_close(conn);
+            BOOST_TEST(pings == 0u);
         };
         co_await (client_side() && server_side());
     }());

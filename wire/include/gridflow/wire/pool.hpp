@@ -5,9 +5,11 @@
 // pipelines (the GridFS engine) leases a few connections and keeps several requests in flight on each.
 //
 // Order of preference in acquire(): an idle healthy connection (most recently used first, so idle ones age out
-// at the back), then a new connection while fewer than max_size exist, then waiting in a FIFO queue for a
-// connection to come back or for room to open one. Broken connections and connections idle longer than
-// max_idle_time are dropped when seen.
+// at the back), then one being opened in the background (min_size, prepare()) that no earlier caller waits
+// for, then a new connection while fewer than max_size exist, then waiting in a FIFO queue for a connection
+// to come back or for room to open one. Broken connections and connections idle longer than max_idle_time
+// are dropped when seen. close() cancels the background opens; let the executor run until they end (as for
+// the connections it closes) before destroying the io_context.
 //
 // Thread safety: a pool may be used from any number of coroutines on any threads.
 #pragma once
@@ -64,6 +66,7 @@ public:
         std::size_t total = 0;    // open, leased or being opened
         std::size_t idle = 0;
         std::size_t waiting = 0;  // callers queued in acquire()
+        std::size_t opening = 0;  // being opened in the background (min_size, prepare()), counted in total
     };
 
     pool(boost::asio::any_io_executor executor, host_port address, pool_options options);
@@ -79,6 +82,19 @@ public:
     // Cancellation: a waiting caller leaves the queue and sees errc::cancelled; a connection being opened for
     // the caller is abandoned (closed).
     boost::asio::awaitable<lease> acquire();
+
+    // Lends an idle connection now, or returns nothing: it never opens a connection and never waits. Nothing
+    // too while callers are queued in acquire(), who come first. For a caller that already holds a lease and
+    // would use more connections if they are free (a GridFS stream taking up its connections as they open).
+    [[nodiscard]] std::optional<lease> try_acquire();
+
+    // Starts opening connections in the background until `count` are idle or being opened, within max_size,
+    // and returns at once. For a caller that knows it will soon lease that many (a download whose files find
+    // is in flight): the connect and handshake overlap with its wait instead of following it. A connection
+    // opened this way goes to a queued caller, or stays idle as any returned one. It never fails: an open
+    // that fails is dropped, and the next acquire() that needs a connection reports the failure to its own
+    // caller.
+    void prepare(std::size_t count);
 
     // Closes idle connections and fails every waiting acquire() with errc::pool_closed. Idempotent.
     void close() noexcept;
