@@ -39,12 +39,6 @@ bson::document ids_of(const Submissions& subs) {
     return array.extract();
 }
 
-// Whether the pool can lend an open connection at once: acquire() then neither waits nor connects.
-bool has_idle_connection(const wire::client& client) {
-    const auto stats = client.pool().stats();
-    return stats.waiting == 0 && stats.idle > 0;
-}
-
 std::int32_t as_batch_size(std::size_t documents) {
     return static_cast<std::int32_t>(
         std::min<std::size_t>(documents, std::numeric_limits<std::int32_t>::max()));
@@ -217,9 +211,8 @@ asio::awaitable<void> open_combiner::flush(std::shared_ptr<open_combiner> self) 
             // half open when every download is gone, and waiting for one could wait for the connections a
             // download holds while it waits for these chunks.
             std::shared_ptr<wire::pool::lease> chunk_lease = lease;
-            if (has_idle_connection(self->db_.client()))
-                chunk_lease =
-                    std::make_shared<wire::pool::lease>(co_await self->db_.client().pool().acquire());
+            if (auto idle = self->db_.client().pool().try_acquire())
+                chunk_lease = std::make_shared<wire::pool::lease>(std::move(*idle));
             asio::co_spawn(executor,
                            query_chunks(self, std::move(chunk_lease), std::move(wanting), run, query),
                            asio::detached);
