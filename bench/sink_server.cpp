@@ -1,19 +1,16 @@
 // sink-server: a minimal MongoDB look-alike that measures a client's own ceiling, free of any real server's
 // storage costs (issue 6).
 //
-//   sink-server [PORT]        PORT 0 or absent: the kernel picks one. Prints
-//   "SINK_URI=mongodb://127.0.0.1:P/"
-//                             on stdout once listening, then serves until killed.
+//   sink-server [PORT]   PORT 0 or absent: the kernel picks one. Prints "SINK_URI=mongodb://127.0.0.1:P/" on
+//                        stdout once listening, then serves until killed.
 //
 // To every client it looks like a primary that holds every file that was uploaded to it:
 //   - hello / isMaster (OP_MSG, and the legacy OP_QUERY handshake the peer drivers still send first);
 //   - insert into <bucket>.chunks: acknowledged ({n, ok: 1}) without storing anything;
-//   - insert into <bucket>.files: the files documents are kept (they are small), so a later download by id or
-//   by
-//     name finds the file with its length and chunkSize;
-//   - find on <bucket>.files: the kept documents matching {_id} (a value or {$in: [...]}) or {filename} (all
-//   of
-//     them for any other filter);
+//   - insert into <bucket>.files: the files documents are kept (they are small), so a later download by id
+//     or by name finds the file with its length and chunkSize;
+//   - find on <bucket>.files: the kept documents matching {_id} (a value or {$in: [...]}) or {filename}
+//     (all of them for any other filter);
 //   - find on <bucket>.chunks with {files_id (a value or {$in: [...]}), n: {$gte, $gt, $lt, $lte} or n: k}:
 //     chunk documents of the kept files, generated with deterministic content, file by file in n order,
 //     honouring batchSize, limit and singleBatch;
