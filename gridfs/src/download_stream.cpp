@@ -5,6 +5,7 @@
 #include <gridflow/gridfs/detail/chunk_codec.hpp>
 #include <gridflow/gridfs/detail/chunk_validator.hpp>
 #include <gridflow/wire/error.hpp>
+#include <gridflow/wire/sansio/cursor.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -32,11 +33,6 @@ void append_n(bson::builder& b, std::string_view key, std::int64_t n) {
         b.append(key, static_cast<std::int32_t>(n));
     else
         b.append(key, n);
-}
-
-std::int32_t batch_size_for(std::int64_t chunks) {
-    return static_cast<std::int32_t>(
-        std::min<std::int64_t>(chunks, std::numeric_limits<std::int32_t>::max()));
 }
 
 // An empty batch that starts at the validator's next chunk, its bytes owned by owner.
@@ -99,27 +95,23 @@ asio::awaitable<void> query(download_state& self, chunk_run run, std::uint64_t g
         });
     });
     find.append_document("sort", [](bson::builder& s) { s.append("n", std::int32_t{1}); });
-    find.append("batchSize", batch_size_for(run.count() + (last_run ? 1 : 0)));
+    find.append("batchSize", wire::sansio::batch_size_for(run.count() + (last_run ? 1 : 0)));
     if (self.parent->read_preference)
         find.append("$readPreference", *self.parent->read_preference);
     auto reply = std::make_shared<wire::reply>(co_await conn.run_command(db, find.view()));
-    bson::view cursor = reply->body().at("cursor").as_document();
-    std::int64_t cursor_id = cursor.at("id").as_integer();
-    bson::view documents = cursor.at("firstBatch").as_array();
+    wire::sansio::cursor_page page =
+        wire::sansio::read_cursor_page(reply->body(), wire::sansio::cursor_batch::first);
     for (;;) {
-        chunk_batch batch = validate_batch(validator, documents, reply);
+        chunk_batch batch = validate_batch(validator, page.documents, reply);
         delivered += co_await deliver(self, generation, std::move(batch));
-        if (cursor_id == 0)
+        if (page.cursor_id == 0)
             co_return;
-        bson::builder more;
-        more.append("getMore", cursor_id);
-        more.append("collection", self.parent->chunks.name());
         // At least one more document, so that an extra chunk past the run is seen, not left unread.
-        more.append("batchSize", batch_size_for(std::max<std::int64_t>(1, run.count() - delivered)));
+        const bson::document more = wire::sansio::make_get_more_command(
+            page.cursor_id, self.parent->chunks.name(),
+            wire::sansio::batch_size_for(std::max<std::int64_t>(1, run.count() - delivered)));
         reply = std::make_shared<wire::reply>(co_await conn.run_command(db, more.view()));
-        cursor = reply->body().at("cursor").as_document();
-        cursor_id = cursor.at("id").as_integer();
-        documents = cursor.at("nextBatch").as_array();
+        page = wire::sansio::read_cursor_page(reply->body(), wire::sansio::cursor_batch::next);
     }
 }
 

@@ -3,6 +3,7 @@
 #include <gridflow/async/timeout.hpp>
 #include <gridflow/gridfs/detail/id_groups.hpp>
 #include <gridflow/wire/error.hpp>
+#include <gridflow/wire/sansio/cursor.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -12,7 +13,6 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
-#include <limits>
 
 namespace asio = boost::asio;
 
@@ -37,11 +37,6 @@ bson::document ids_of(const Submissions& subs) {
     for (std::size_t i = 0; i < subs.size(); ++i)
         array.append(bson::array_key(i), subs[i]->id);
     return array.extract();
-}
-
-std::int32_t as_batch_size(std::size_t documents) {
-    return static_cast<std::int32_t>(
-        std::min<std::size_t>(documents, std::numeric_limits<std::int32_t>::max()));
 }
 
 }  // namespace
@@ -244,7 +239,7 @@ asio::awaitable<void> open_combiner::find_files_unbounded(wire::connection& conn
                                                           const std::vector<submission_ptr>& batch) const {
     const bson::document ids = ids_of(batch);
     // One more than the opens, so that a reply holding every document closes its cursor.
-    const std::int32_t batch_size = as_batch_size(batch.size() + 1);
+    const std::int32_t batch_size = wire::sansio::batch_size_for(static_cast<std::int64_t>(batch.size()) + 1);
     bson::builder find;
     find.append("find", settings_.files);
     find.append_document("filter", [&](bson::builder& f) {
@@ -263,18 +258,15 @@ asio::awaitable<void> open_combiner::find_files_unbounded(wire::connection& conn
         }
     };
     wire::reply reply = co_await conn.run_command(db_.name(), find.view());
-    bson::view cursor = reply.body().at("cursor").as_document();
-    sort_out(cursor.at("firstBatch").as_array());
-    std::int64_t cursor_id = cursor.at("id").as_integer();
-    while (cursor_id != 0) {
-        bson::builder more;
-        more.append("getMore", cursor_id);
-        more.append("collection", settings_.files);
-        more.append("batchSize", batch_size);
+    wire::sansio::cursor_page page =
+        wire::sansio::read_cursor_page(reply.body(), wire::sansio::cursor_batch::first);
+    sort_out(page.documents);
+    while (page.cursor_id != 0) {
+        const bson::document more =
+            wire::sansio::make_get_more_command(page.cursor_id, settings_.files, batch_size);
         reply = co_await conn.run_command(db_.name(), more.view());
-        cursor = reply.body().at("cursor").as_document();
-        sort_out(cursor.at("nextBatch").as_array());
-        cursor_id = cursor.at("id").as_integer();
+        page = wire::sansio::read_cursor_page(reply.body(), wire::sansio::cursor_batch::next);
+        sort_out(page.documents);
     }
     for (const auto& sub : batch)
         sub->result.undecided = !sub->result.files_document && unmatched > 0;
@@ -292,7 +284,8 @@ asio::awaitable<void> open_combiner::query_chunks(std::shared_ptr<const open_com
             limit_of(self->settings_.timeout), "GridFS chunk prefetch");
         if (reply) {
             const id_groups groups = group_by_id(
-                reply->body().at("cursor").as_document().at("firstBatch").as_array(), "files_id", ids.view());
+                wire::sansio::read_cursor_page(reply->body(), wire::sansio::cursor_batch::first).documents,
+                "files_id", ids.view());
             for (std::size_t i = 0; i < wanting.size(); ++i) {
                 // No chunk for a file is an answer (an empty or a broken file) only while every chunk of
                 // the reply belongs to a file exactly.
@@ -336,21 +329,20 @@ asio::awaitable<std::shared_ptr<wire::reply>> open_combiner::chunk_reply(wire::c
             sort.append("files_id", std::int32_t{1});
         sort.append("n", std::int32_t{1});
     });
-    find.append("batchSize", as_batch_size(files * static_cast<std::size_t>(run) + 1));
+    find.append("batchSize", wire::sansio::batch_size_for(static_cast<std::int64_t>(files) * run + 1));
     if (settings_.read_preference)
         find.append("$readPreference", *settings_.read_preference);
     if (!interest.attach(conn))
         co_return nullptr;  // every download that wanted these chunks is gone
     auto reply = std::make_shared<wire::reply>(co_await conn.run_command(db_.name(), find.view()));
     interest.detach();
-    const std::int64_t cursor_id = reply->body().at("cursor").as_document().at("id").as_integer();
+    const std::int64_t cursor_id =
+        wire::sansio::read_cursor_page(reply->body(), wire::sansio::cursor_batch::first).cursor_id;
     if (cursor_id == 0)
         co_return reply;
     // Cut short (by the 16 MiB reply limit, or by more chunks than the files may hold): not used, and the
     // cursor not left open.
-    bson::builder kill;
-    kill.append("killCursors", settings_.chunks);
-    kill.append_array("cursors", [&](bson::builder& c) { c.append("0", cursor_id); });
+    const bson::document kill = wire::sansio::make_kill_cursors_command(settings_.chunks, cursor_id);
     co_await conn.run_command(db_.name(), kill.view());
     co_return nullptr;
 }

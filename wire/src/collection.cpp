@@ -1,5 +1,6 @@
 #include <gridflow/wire/collection.hpp>
 #include <gridflow/wire/error.hpp>
+#include <gridflow/wire/sansio/cursor.hpp>
 
 #include "client_state.hpp"
 
@@ -29,11 +30,10 @@ struct cursor_state {
 namespace {
 
 // Opens the iterator over cursor.firstBatch or cursor.nextBatch of the reply held by the state.
-void load_batch(cursor_state& s, const char* batch_field) {
-    const bson::view cursor_doc = s.current.body().at("cursor").as_document();
-    s.id = cursor_doc.at("id").as_integer();
-    const bson::view batch = cursor_doc.at(batch_field).as_array();
-    bson_t b = batch.as_bson_t();
+void load_batch(cursor_state& s, sansio::cursor_batch which) {
+    const sansio::cursor_page page = sansio::read_cursor_page(s.current.body(), which);
+    s.id = page.cursor_id;
+    bson_t b = page.documents.as_bson_t();
     if (!bson_iter_init(&s.batch_iter, &b)) throw error(errc::bad_reply, "cursor batch is not a valid array");
     s.have_batch = true;
 }
@@ -47,9 +47,7 @@ std::string collection_part(std::string_view ns, std::string_view fallback) {
 asio::awaitable<void> kill_cursor(std::shared_ptr<client_state> client, std::string db, std::string coll,
                                   std::int64_t id) {
     try {
-        bson::builder command;
-        command.append("killCursors", coll);
-        command.append_array("cursors", [&](bson::builder& ids) { ids.append("0", id); });
+        const bson::document command = sansio::make_kill_cursors_command(coll, id);
         auto lease = co_await client->pool.acquire();
         co_await lease->run_command(db, command.view());
     } catch (const std::exception&) {
@@ -93,10 +91,7 @@ asio::awaitable<std::optional<bson::view>> cursor::next() {
         }
         s.have_batch = false;
         if (s.id == 0) co_return std::nullopt;
-        bson::builder command;
-        command.append("getMore", s.id);
-        command.append("collection", s.collection);
-        if (s.batch_size > 0) command.append("batchSize", s.batch_size);
+        const bson::document command = sansio::make_get_more_command(s.id, s.collection, s.batch_size);
         auto lease = co_await s.client->pool.acquire();
         try {
             s.current = co_await lease->run_command(s.db, command.view());
@@ -104,7 +99,7 @@ asio::awaitable<std::optional<bson::view>> cursor::next() {
             if (e.kind() == error_kind::cancelled || e.kind() == error_kind::timeout) s.poisoned = true;
             throw;
         }
-        detail::load_batch(s, "nextBatch");
+        detail::load_batch(s, sansio::cursor_batch::next);
     }
 }
 
@@ -212,7 +207,7 @@ asio::awaitable<cursor> collection::find(bson::view filter, find_options options
         auto lease = co_await state->client->pool.acquire();
         state->current = co_await lease->run_command(db_.name(), command.view());
     }
-    detail::load_batch(*state, "firstBatch");
+    detail::load_batch(*state, sansio::cursor_batch::first);
     co_return cursor(std::move(state));
 }
 
@@ -341,7 +336,7 @@ asio::awaitable<std::vector<bson::document>> collection::list_indexes() const {
     std::string_view ns;
     if (auto e = cursor_doc.find("ns"); e && e->type() == BSON_TYPE_UTF8) ns = e->as_string();
     state->collection = detail::collection_part(ns, name_);
-    detail::load_batch(*state, "firstBatch");
+    detail::load_batch(*state, sansio::cursor_batch::first);
     cursor c(std::move(state));
     co_return co_await c.to_vector();
 }
