@@ -1,5 +1,5 @@
-// gridflow-bench: the gridflow client of bench/run (issue 6), and the harness's helper for preparing files and
-// measuring a server's ceiling.
+// gridflow-bench: the gridflow client of bench/run (issue 6), and the harness's helper for preparing files
+// and measuring a server's ceiling.
 //
 //   gridflow-bench URI OP SCENARIO SERVER DELAY_MS SIZE COUNT FILE
 //
@@ -8,26 +8,30 @@
 //             download  the COUNT files whose _id is the string "<SCENARIO>-<i>", prepared beforehand;
 //   SCENARIO, SERVER, DELAY_MS  only echoed into the result line.
 // gridflow-bench also knows:
-//             prepare   upload COUNT files as "download" expects them (ids "<SCENARIO>-<i>"), untimed, silent;
-//             ceiling-upload    a raw OP_MSG insert flood of SIZE bytes (255 KiB chunk documents whose data
-//                               is the start of FILE, 16 per insert, many inserts in flight on many connections)
-//                               into a collection with the unique {files_id: 1, n: 1} index that every GridFS
-//                               chunks collection has (created before the clock): the server does the same work
-//                               per document as for a GridFS upload, so the ceiling is one such an upload can
-//                               reach;
-//             ceiling-download  a raw flood of chunk range queries (16 chunks each) over the prepared file
-//                               "<SCENARIO>-0" until SIZE bytes came back.
+//             prepare   upload COUNT files as "download" expects them (ids "<SCENARIO>-<i>"), untimed,
+//             silent; ceiling-upload    a raw OP_MSG insert flood of SIZE bytes (255 KiB chunk documents
+//             whose data
+//                               is the start of FILE, 16 per insert, many inserts in flight on many
+//                               connections) into a collection with the unique {files_id: 1, n: 1} index that
+//                               every GridFS chunks collection has (created before the clock): the server
+//                               does the same work per document as for a GridFS upload, so the ceiling is one
+//                               such an upload can reach;
+//             ceiling-download  a raw flood of chunk range queries (16 chunks each) over the prepared files
+//                               "<SCENARIO>-0" to "<SCENARIO>-<COUNT-1>" (all of one size), file after file
+//                               and from the first again, until SIZE bytes came back. bench/run's ceiling row
+//                               reads one 32 MiB file for 128 MiB; its same-bytes flood reads a scenario's
+//                               files once.
 // Prints one JSON line: {"client", "server", "scenario", "op", "bytes", "files", "delay_ms", "seconds",
-// "mb_per_s", "files_per_s"}. The clock covers the transfers only: the upload data of files under 1 MiB is read
-// from FILE into memory before it starts; larger files are streamed from FILE by upload_from_file (in the page
-// cache: bench/run reads it once before), so memory stays bounded for any size. Downloads read each file through
-// a 1 MiB buffer and drop the bytes.
+// "mb_per_s", "files_per_s"}. The clock covers the transfers only: the upload data of files under 1 MiB is
+// read from FILE into memory before it starts; larger files are streamed from FILE by upload_from_file (in
+// the page cache: bench/run reads it once before), so memory stays bounded for any size. Downloads read each
+// file through a 1 MiB buffer and drop the bytes.
 //
 // Warm-up, outside the clock and the same in every client of bench/run, for upload and download (not for
-// prepare or the ceilings, whose floods open their connections before their clock): after the client and bucket
-// exist, one 1-byte file named "warmup" is uploaded through the same bucket object that is then timed (as the
-// MongoDB driver benchmarking spec does before its GridFS tasks), so that connecting, the handshake and the
-// bucket's index check are done before the clock starts.
+// prepare or the ceilings, whose floods open their connections before their clock): after the client and
+// bucket exist, one 1-byte file named "warmup" is uploaded through the same bucket object that is then timed
+// (as the MongoDB driver benchmarking spec does before its GridFS tasks), so that connecting, the handshake
+// and the bucket's index check are done before the clock starts.
 //
 // Several files are transferred concurrently on one client: 32 at a time below 1 MiB, 4 at a time above
 // (GRIDFLOW_BENCH_CONCURRENCY overrides). 4, not 2: with 2, every file's last round trips (the last insert's
@@ -281,24 +285,27 @@ asio::awaitable<result> ceiling_upload(wire::client client, arguments a) {
 
 asio::awaitable<result> ceiling_download(wire::client client, arguments a) {
     gridfs::bucket fs(client.database("bench"));
-    const bson::value id(std::string_view(a.scenario + "-0"));
+    std::vector<bson::value> ids;
+    for (std::int64_t i = 0; i < std::max<std::int64_t>(1, a.count); ++i)
+        ids.emplace_back(std::string_view(a.scenario + "-" + std::to_string(i)));
     std::int64_t length = 0;
     std::int32_t chunk_size = 0;
     {
-        auto probe = co_await fs.open_download_stream(id);
+        auto probe = co_await fs.open_download_stream(ids.front());
         length = probe.size();
         chunk_size = probe.chunk_size();
     }
     const std::int64_t chunks = (length + chunk_size - 1) / chunk_size;
-    const std::int64_t ranges = (chunks + flood_chunks_per_request - 1) / flood_chunks_per_request;
-    const std::int64_t per_pass = length;
-    const std::int64_t passes = std::max<std::int64_t>(1, (a.size + per_pass - 1) / per_pass);
+    const std::int64_t ranges_per_file = (chunks + flood_chunks_per_request - 1) / flood_chunks_per_request;
+    const std::int64_t file_reads = std::max<std::int64_t>(1, (a.size + length - 1) / length);
     auto connections = co_await open_connections(client);
     std::int64_t total = 0;
     const auto started = std::chrono::steady_clock::now();
     co_await for_each_concurrently(
-        ranges * passes, flood_connections * flood_window, [&](std::int64_t i) -> asio::awaitable<void> {
-            const std::int64_t first = (i % ranges) * flood_chunks_per_request;
+        ranges_per_file * file_reads, flood_connections * flood_window,
+        [&](std::int64_t i) -> asio::awaitable<void> {
+            const bson::value& id = ids[static_cast<std::size_t>((i / ranges_per_file) % std::ssize(ids))];
+            const std::int64_t first = (i % ranges_per_file) * flood_chunks_per_request;
             bson::builder b;
             b.append("find", "fs.chunks");
             b.append_document("filter", [&](bson::builder& f) {
