@@ -76,10 +76,7 @@ struct bucket::state {
     // Awaits op within options.timeout (errc::timeout naming `what` on expiry).
     template <class T>
     boost::asio::awaitable<T> bounded(boost::asio::awaitable<T> op, const char* what) const {
-        std::optional<async::clock::duration> limit;
-        if (options.timeout)
-            limit = *options.timeout;
-        return async::with_timeout(std::move(op), limit, what);
+        return async::with_timeout(std::move(op), options.timeout, what);
     }
 };
 

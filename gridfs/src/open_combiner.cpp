@@ -24,12 +24,6 @@ constexpr std::size_t max_opens_per_find = 8;
 // How many times a new flusher yields before it takes the queue (see flush).
 constexpr int yields_before_taking = 4;
 
-std::optional<async::clock::duration> limit_of(const std::optional<std::chrono::milliseconds>& timeout) {
-    if (timeout)
-        return *timeout;
-    return std::nullopt;
-}
-
 // The opens' ids as a BSON array (keys "0", "1", ...): the $in operand, and what group_by_id matches against.
 template <class Submissions>
 bson::document ids_of(const Submissions& subs) {
@@ -223,7 +217,7 @@ asio::awaitable<void> open_combiner::find_files(wire::connection& conn,
     try {
         if (!interest->attach(conn))
             throw error(errc::cancelled, "GridFS files find: every open was cancelled");
-        co_await async::with_timeout(find_files_unbounded(conn, batch), limit_of(settings_.timeout),
+        co_await async::with_timeout(find_files_unbounded(conn, batch), settings_.timeout,
                                      "GridFS files find");
     } catch (...) {
         failure = std::current_exception();
@@ -280,8 +274,8 @@ asio::awaitable<void> open_combiner::query_chunks(std::shared_ptr<const open_com
     try {
         const bson::document ids = ids_of(wanting);
         const std::shared_ptr<wire::reply> reply = co_await async::with_timeout(
-            self->chunk_reply(**lease, ids.view(), run, wanting.size(), *interest),
-            limit_of(self->settings_.timeout), "GridFS chunk prefetch");
+            self->chunk_reply(**lease, ids.view(), run, wanting.size(), *interest), self->settings_.timeout,
+            "GridFS chunk prefetch");
         if (reply) {
             const id_groups groups = group_by_id(
                 wire::sansio::read_cursor_page(reply->body(), wire::sansio::cursor_batch::first).documents,

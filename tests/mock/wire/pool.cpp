@@ -372,3 +372,37 @@ BOOST_AUTO_TEST_CASE(acquire_takes_a_background_open_instead_of_opening_its_own)
         co_await (client_side() && server_side());
     }());
 }
+
+// A caller waiting for a background open that then fails is not left waiting: it is woken, opens its own
+// connection, and reports that open's failure.
+BOOST_AUTO_TEST_CASE(an_acquire_waiting_for_a_background_open_that_fails_reports_its_own_failure) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    server.auto_hello(false);
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        wire::pool pool(io.get_executor(), {"127.0.0.1", server.port()}, {});
+        auto client_side = [&]() -> asio::awaitable<void> {
+            pool.prepare(1);
+            try {
+                auto lease = co_await pool.acquire();
+                BOOST_FAIL("a connection whose handshakes were hung up was lent");
+            } catch (const error& e) {
+                BOOST_TEST(e.code() == errc::connection_closed, e.what());
+            }
+            BOOST_TEST(pool.stats().total == 0u);
+            pool.close();
+        };
+        auto server_side = [&]() -> asio::awaitable<void> {
+            auto background = co_await server.accept();
+            co_await background.receives_command("hello");
+            // The caller waits for this open rather than opening a second connection.
+            BOOST_TEST(pool.stats().total == 1u);
+            BOOST_TEST(pool.stats().opening == 1u);
+            co_await background.hang_up();
+            auto callers_own = co_await server.accept();
+            co_await callers_own.receives_command("hello");
+            co_await callers_own.hang_up();
+        };
+        co_await (client_side() && server_side());
+    }());
+}
