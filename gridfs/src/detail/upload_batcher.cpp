@@ -14,9 +14,15 @@ namespace {
     throw error(errc::invalid_argument, what);
 }
 
-// Checks the limits and returns how many documents fit in one batch; see the header for the rules.
-std::size_t batch_capacity(const chunk_header_encoder& encoder, std::int32_t chunk_size,
-                           const batch_limits& limits) {
+// What one insert has room for: the message's bytes past the command, and one chunk document's size.
+struct batch_room {
+    std::size_t message_bytes;
+    std::size_t document_size;
+};
+
+// Checks the limits (see the header for the rules) and measures the room they leave.
+batch_room checked_room(const chunk_header_encoder& encoder, std::int32_t chunk_size,
+                        const batch_limits& limits) {
     if (chunk_size <= 0)
         invalid("chunk size must be positive, got " + std::to_string(chunk_size));
     if (limits.max_batch_bytes == 0 || limits.max_write_batch_size <= 0 || limits.max_bson_object_size <= 0) {
@@ -36,17 +42,19 @@ std::size_t batch_capacity(const chunk_header_encoder& encoder, std::int32_t chu
                 std::to_string(limits.max_bson_object_size) + ", " + std::to_string(message_room) +
                 " bytes of message room)");
     }
-    const std::size_t byte_room = std::min(limits.max_batch_bytes, message_room);
-    const std::size_t by_bytes = std::max<std::size_t>(1, byte_room / document_size);
+    return batch_room{message_room, document_size};
+}
+
+// How many documents fit in one batch.
+std::size_t batch_capacity(const batch_room& room, const batch_limits& limits) {
+    const std::size_t byte_room = std::min(limits.max_batch_bytes, room.message_bytes);
+    const std::size_t by_bytes = std::max<std::size_t>(1, byte_room / room.document_size);
     return std::min(by_bytes, static_cast<std::size_t>(limits.max_write_batch_size));
 }
 
 // Half as many documents again as a batch holds, within the message room and maxWriteBatchSize.
-std::size_t stretched_capacity(const chunk_header_encoder& encoder, std::int32_t chunk_size,
-                               const batch_limits& limits, std::size_t capacity) {
-    const std::size_t message_room = static_cast<std::size_t>(limits.max_message_size) - command_reserve;
-    const std::size_t document_size = encoder.document_size(static_cast<std::size_t>(chunk_size));
-    const std::size_t fitting = std::max<std::size_t>(1, message_room / document_size);
+std::size_t stretched_capacity(const batch_room& room, const batch_limits& limits, std::size_t capacity) {
+    const std::size_t fitting = std::max<std::size_t>(1, room.message_bytes / room.document_size);
     return std::max(capacity, std::min({capacity + capacity / 2, fitting,
                                         static_cast<std::size_t>(limits.max_write_batch_size)}));
 }
@@ -56,9 +64,11 @@ std::size_t stretched_capacity(const chunk_header_encoder& encoder, std::int32_t
 upload_batcher::upload_batcher(const bson_value_t& files_id, std::int32_t chunk_size,
                                const batch_limits& limits)
     : encoder_(files_id),
-      chunk_size_(static_cast<std::size_t>(chunk_size)),
-      documents_per_batch_(batch_capacity(encoder_, chunk_size, limits)),
-      stretched_limit_(stretched_capacity(encoder_, chunk_size, limits, documents_per_batch_)) {}
+      chunk_size_(static_cast<std::size_t>(chunk_size)) {
+    const batch_room room = checked_room(encoder_, chunk_size, limits);
+    documents_per_batch_ = batch_capacity(room, limits);
+    stretched_limit_ = stretched_capacity(room, limits, documents_per_batch_);
+}
 
 void upload_batcher::plan_seal_after(std::size_t bytes) noexcept {
     planned_seal_ = length_ + static_cast<std::int64_t>(bytes);
