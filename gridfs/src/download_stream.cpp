@@ -81,8 +81,8 @@ asio::awaitable<std::int64_t> deliver(download_state& self, std::uint64_t genera
 asio::awaitable<void> query(download_state& self, chunk_run run, std::uint64_t generation,
                             wire::connection& conn, chunk_validator& validator, std::int64_t& delivered) {
     const std::string& db = self.parent->db.name();
-    // The run that ends the file has no upper bound, and room for one more document: a chunk past the end
-    // then reaches the validator as an extra chunk (errc::corrupt_file) instead of going unseen.
+    // The run that ends the file has no upper bound: a chunk past the end then reaches the validator as an
+    // extra chunk (errc::corrupt_file) instead of going unseen, in the one document more every run asks for.
     const bool last_run = run.end == self.layout.chunk_count();
     bson::builder find;
     find.append("find", self.parent->chunks.name());
@@ -95,7 +95,10 @@ asio::awaitable<void> query(download_state& self, chunk_run run, std::uint64_t g
         });
     });
     find.append_document("sort", [](bson::builder& s) { s.append("n", std::int32_t{1}); });
-    find.append("batchSize", wire::sansio::batch_size_for(run.count() + (last_run ? 1 : 0)));
+    // One document more than the run can hold. A server that does not look ahead (mongod) keeps the cursor of
+    // a batch that ends at exactly batchSize documents open, which would cost every run a getMore round trip;
+    // asking for one more lets it reach the end of the range within the batch and close the cursor.
+    find.append("batchSize", wire::sansio::batch_size_for(run.count() + 1));
     if (self.parent->read_preference)
         find.append("$readPreference", *self.parent->read_preference);
     auto reply = std::make_shared<wire::reply>(co_await conn.run_command(db, find.view()));
@@ -106,10 +109,10 @@ asio::awaitable<void> query(download_state& self, chunk_run run, std::uint64_t g
         delivered += co_await deliver(self, generation, std::move(batch));
         if (page.cursor_id == 0)
             co_return;
-        // At least one more document, so that an extra chunk past the run is seen, not left unread.
+        // A reply cut short by the 16 MiB limit: the rest of the run, and again one more.
         const bson::document more = wire::sansio::make_get_more_command(
             page.cursor_id, self.parent->chunks.name(),
-            wire::sansio::batch_size_for(std::max<std::int64_t>(1, run.count() - delivered)));
+            wire::sansio::batch_size_for(std::max<std::int64_t>(0, run.count() - delivered) + 1));
         reply = std::make_shared<wire::reply>(co_await conn.run_command(db, more.view()));
         page = wire::sansio::read_cursor_page(reply->body(), wire::sansio::cursor_batch::next);
     }

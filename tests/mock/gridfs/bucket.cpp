@@ -317,6 +317,7 @@ public:
     std::vector<std::size_t> chunk_query_ids;  // how many files each find fs.chunks asked for
     std::vector<std::size_t> files_find_ids;   // how many ids each find fs.files asked for (0: any)
     std::int64_t chunks_served = 0;
+    std::size_t get_mores = 0;  // getMore commands on chunk cursors
 
 private:
     // The chunks [next, end) of one file still to serve.
@@ -465,11 +466,14 @@ private:
             throw std::runtime_error("getMore on an unknown cursor: " + request.body().to_json());
         cursor c = std::move(it->second);
         cursors_.erase(it);
+        ++get_mores;
         co_await reply_batch(p, request, std::move(c), id, "nextBatch");
     }
 
     // At most batchSize (and max_batch) chunks and about 16 MiB per reply, as a server bounds its batches;
-    // the rest stays behind a cursor.
+    // the rest stays behind a cursor. Like mongod, which does not look ahead, a batch that stopped because it
+    // held batchSize documents keeps its cursor open even when nothing is left: a getMore then gets an empty
+    // batch and id 0.
     asio::awaitable<void> reply_batch(peer& p, const received_request& request, cursor c, std::int64_t id,
                                       std::string_view field) {
         const auto batch_size = request.body().find("batchSize");
@@ -484,7 +488,9 @@ private:
             ++s.next;
         }
         chunks_served += static_cast<std::int64_t>(docs.size());
-        if (!c.done()) {
+        const bool stopped_by_count =
+            static_cast<std::int64_t>(docs.size()) >= std::max<std::int64_t>(limit, 1);
+        if (!c.done() || stopped_by_count) {
             if (id == 0)
                 id = next_cursor_id_++;
             cursors_[id] = std::move(c);
@@ -1101,21 +1107,31 @@ void hold_files_until_a_chunk_query(gridfs_server& server, bool& chunk_query_cam
               });
 }
 
+// server.file: `length` bytes in chunks of 100, with its files document.
+void serve_file_in_hundred_byte_chunks(gridfs_server& server, std::int64_t length) {
+    server.file.length = length;
+    server.file.chunk_size = 100;
+    server.files.push_back(server.file.files_document());
+}
+
+// Chunks of 100 bytes, read in runs of 3 chunks.
+gridfs::bucket_options hundred_byte_chunks() {
+    gridfs::bucket_options options;
+    options.chunk_size_bytes = 100;
+    options.batch_bytes = 300;
+    return options;
+}
+
 }  // namespace scripted
 
 BOOST_AUTO_TEST_CASE(the_first_chunk_query_goes_out_with_the_files_find) {
     asio::io_context io;
     gridfs_server server(io);
-    server.file.length = 10 * 100 + 37;  // chunks 0..10: runs [0, 3), [3, 6), [6, 9), [9, 11)
-    server.file.chunk_size = 100;
-    server.files.push_back(server.file.files_document());
+    serve_file_in_hundred_byte_chunks(server, 10 * 100 + 37);  // runs [0, 3), [3, 6), [6, 9), [9, 11)
     bool chunk_query_came_first = false;
     hold_files_until_a_chunk_query(server, chunk_query_came_first);
     run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
-        gridfs::bucket_options options;
-        options.chunk_size_bytes = 100;
-        options.batch_bytes = 300;
-        gridfs::bucket fs(client.database("db"), options);
+        gridfs::bucket fs(client.database("db"), hundred_byte_chunks());
         const auto got = co_await fs.download_to_buffer(server.file.id);
         BOOST_TEST(got == content(0, server.file.length));
     });
@@ -1125,6 +1141,27 @@ BOOST_AUTO_TEST_CASE(the_first_chunk_query_goes_out_with_the_files_find) {
     std::sort(queries.begin(), queries.end());
     const std::vector<std::pair<std::int64_t, std::int64_t>> expected{{0, 3}, {3, 6}, {6, 9}, {9, 11}};
     BOOST_TEST((queries == expected));
+}
+
+// A server that does not look ahead (mongod) keeps a cursor open when a batch ends at exactly batchSize
+// documents, and would cost every run a getMore round trip. Each run asks for one document more than it can
+// hold, so the server reaches the end of its range within the batch and closes the cursor.
+BOOST_AUTO_TEST_CASE(runs_end_their_cursors_without_a_get_more) {
+    asio::io_context io;
+    gridfs_server server(io);
+    serve_file_in_hundred_byte_chunks(server, 10 * 100 + 37);  // runs [0, 3), [3, 6), [6, 9), [9, 11)
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket fs(client.database("db"), hundred_byte_chunks());
+        const auto got = co_await fs.download_to_buffer(server.file.id);
+        BOOST_TEST(got == content(0, server.file.length));
+        // A range read: its runs are not the file's.
+        auto part = co_await fs.open_download_stream(server.file.id, gridfs::download_range{250, 760});
+        std::vector<std::uint8_t> middle;
+        BOOST_TEST(!(co_await read_all(part, middle)));
+        BOOST_TEST(middle == content(250, 760));
+    });
+    BOOST_TEST(server.chunk_queries.size() >= 6u);
+    BOOST_TEST(server.get_mores == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(a_prefetch_for_another_chunk_size_is_dropped_and_the_file_read_as_usual) {
@@ -1416,20 +1453,6 @@ std::vector<served_file> serve_small_files(gridfs_server& server, std::size_t co
     return served;
 }
 
-// server.file: 250 bytes in chunks of 100, with its files document.
-void serve_file_of_three_chunks(gridfs_server& server) {
-    server.file.length = 250;
-    server.file.chunk_size = 100;
-    server.files.push_back(server.file.files_document());
-}
-
-gridfs::bucket_options hundred_byte_chunks() {
-    gridfs::bucket_options options;
-    options.chunk_size_bytes = 100;
-    options.batch_bytes = 300;
-    return options;
-}
-
 // Holds the reply to each of the first `held` files finds for `delay`, so that the opens started meanwhile
 // queue up behind them.
 gridfs_server::handler holding_first_finds(gridfs_server& server, std::size_t held,
@@ -1527,7 +1550,7 @@ BOOST_AUTO_TEST_CASE(a_document_matched_only_by_value_sends_the_download_to_its_
 BOOST_AUTO_TEST_CASE(a_shared_chunk_reply_cut_short_is_dropped) {
     asio::io_context io;
     gridfs_server server(io);
-    serve_file_of_three_chunks(server);
+    serve_file_in_hundred_byte_chunks(server, 250);
     server.max_batch = 2;  // the prefetch asks for 3 chunks
     std::size_t cursors_killed = 0;
     server.on("killCursors fs.chunks", [&](peer& p, received_request request) -> asio::awaitable<void> {
@@ -1580,7 +1603,7 @@ BOOST_AUTO_TEST_CASE(a_failed_shared_find_fails_every_download_in_it) {
 BOOST_AUTO_TEST_CASE(an_open_times_out_without_waiting_for_its_shared_find) {
     asio::io_context io;
     gridfs_server server(io);
-    serve_file_of_three_chunks(server);
+    serve_file_in_hundred_byte_chunks(server, 250);
     times_out_while_the_server_sits_on(io, server, "find fs.files", hundred_byte_chunks(),
                                        [&](gridfs::bucket& fs) -> asio::awaitable<void> {
                                            (void)co_await fs.open_download_stream(server.file.id);
