@@ -182,11 +182,22 @@ asio::awaitable<void> collection::insert_one(bson::view document) const {
     co_await insert_many({&document, 1});
 }
 
-asio::awaitable<cursor> collection::find(bson::view filter, find_options options) const {
+namespace detail {
+
+namespace {
+
+// Sends a find command (options as collection::find documents them) and opens the cursor of its reply.
+// single_batch asks the server to close the cursor after the first batch, as findOne does (CRUD spec): mongod
+// 5.0 and later otherwise keeps a cursor open when the first batch ends at the limit, which would cost a
+// killCursors from the cursor's destructor.
+asio::awaitable<std::unique_ptr<cursor_state>> start_find(std::shared_ptr<client_state> client,
+                                                          std::string db, std::string collection,
+                                                          bson::view filter, find_options options,
+                                                          bool single_batch) {
     if (options.batch_size <= 0) throw error(errc::invalid_argument, "find batch_size must be positive");
     if (options.skip < 0 || options.limit < 0) throw error(errc::invalid_argument, "find skip and limit must be >= 0");
     bson::builder command;
-    command.append("find", name_);
+    command.append("find", collection);
     command.append("filter", filter);
     if (options.projection) command.append("projection", *options.projection);
     if (options.sort) command.append("sort", *options.sort);
@@ -196,25 +207,39 @@ asio::awaitable<cursor> collection::find(bson::view filter, find_options options
     if (options.limit > 0 && options.limit < batch_size) batch_size = static_cast<std::int32_t>(options.limit);
     command.append("batchSize", batch_size);
     if (options.no_cursor_timeout) command.append("noCursorTimeout", true);
+    if (single_batch)
+        command.append("singleBatch", true);
     if (options.read_preference) command.append("$readPreference", *options.read_preference);
 
     auto state = std::make_unique<detail::cursor_state>();
-    state->client = db_.client().state_;
-    state->db = db_.name();
-    state->collection = name_;
+    state->client = std::move(client);
+    state->db = db;
+    state->collection = collection;
     state->batch_size = batch_size;
     {
         auto lease = co_await state->client->pool.acquire();
-        state->current = co_await lease->run_command(db_.name(), command.view());
+        state->current = co_await lease->run_command(db, command.view());
     }
-    detail::load_batch(*state, sansio::cursor_batch::first);
+    load_batch(*state, sansio::cursor_batch::first);
+    co_return state;
+}
+
+}  // namespace
+
+}  // namespace detail
+
+asio::awaitable<cursor> collection::find(bson::view filter, find_options options) const {
+    auto state = co_await detail::start_find(db_.client().state_, db_.name(), name_, filter,
+                                             std::move(options), false);
     co_return cursor(std::move(state));
 }
 
 asio::awaitable<std::optional<bson::document>> collection::find_one(bson::view filter, find_options options) const {
     options.limit = 1;
     options.batch_size = 1;
-    cursor c = co_await find(filter, std::move(options));
+    auto state =
+        co_await detail::start_find(db_.client().state_, db_.name(), name_, filter, std::move(options), true);
+    cursor c(std::move(state));
     if (auto doc = co_await c.next()) co_return bson::document(*doc);
     co_return std::nullopt;
 }

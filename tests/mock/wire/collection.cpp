@@ -168,6 +168,49 @@ BOOST_AUTO_TEST_CASE(cursor_sends_batch_size_get_more_and_kill_cursors) {
     }());
 }
 
+// find_one asks for a single batch (CRUD spec): a server that keeps a cursor open when the first batch ends
+// at the limit (mongod 5.0 and later) closes it at once, so no killCursors follows the one document.
+BOOST_AUTO_TEST_CASE(find_one_asks_for_a_single_batch) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        wire::client client(io.get_executor(), server.uri());
+        auto client_side = [&]() -> asio::awaitable<void> {
+            const auto found = co_await client.database("db").collection("c").find_one(bson::document{});
+            BOOST_TEST(found.has_value());
+            // A plain find keeps its cursor to page through.
+            auto c = co_await client.database("db").collection("c").find(bson::document{}, {.batch_size = 2});
+            BOOST_TEST((co_await c.next()).has_value());
+            client.close();
+        };
+        // A first batch of one document, the cursor closed.
+        const auto one_document = [](std::int32_t id) {
+            return test::reply_ok([id](bson::builder& b) {
+                b.append_document("cursor", [id](bson::builder& cur) {
+                    cur.append("id", std::int64_t{0});
+                    cur.append("ns", "db.c");
+                    cur.append_array("firstBatch", [id](bson::builder& docs) {
+                        docs.append_document("0", [id](bson::builder& d) { d.append("_id", id); });
+                    });
+                });
+            });
+        };
+        auto server_side = [&]() -> asio::awaitable<void> {
+            auto conn = co_await server.accept();
+            const auto one = co_await conn.receives_command("find");
+            BOOST_TEST(one.body().at("limit").as_integer() == 1);
+            BOOST_TEST(one.body().at("batchSize").as_int32() == 1);
+            BOOST_TEST(one.body().at("singleBatch").as_bool());
+            co_await conn.reply(one, one_document(1));
+            const auto plain = co_await conn.receives_command("find");
+            BOOST_TEST(!plain.body().contains("singleBatch"));
+            co_await conn.reply(plain, one_document(2));
+            co_await conn.receives_close();
+        };
+        co_await (client_side() && server_side());
+    }());
+}
+
 BOOST_AUTO_TEST_CASE(insert_assigns_an_object_id_to_documents_without_one) {
     asio::io_context io;
     mock_server server(io.get_executor());
