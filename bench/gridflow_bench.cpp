@@ -8,9 +8,9 @@
 //             download  the COUNT files whose _id is the string "<SCENARIO>-<i>", prepared beforehand;
 //   SCENARIO, SERVER, DELAY_MS  only echoed into the result line.
 // gridflow-bench also knows:
-//             prepare   upload COUNT files as "download" expects them (ids "<SCENARIO>-<i>"), untimed,
-//             silent; ceiling-upload    a raw OP_MSG insert flood of SIZE bytes (255 KiB chunk documents
-//             whose data
+//             prepare           upload COUNT files as "download" expects them (ids "<SCENARIO>-<i>"),
+//                               untimed, silent;
+//             ceiling-upload    a raw OP_MSG insert flood of SIZE bytes (255 KiB chunk documents whose data
 //                               is the start of FILE, 16 per insert, many inserts in flight on many
 //                               connections) into a collection with the unique {files_id: 1, n: 1} index that
 //                               every GridFS chunks collection has (created before the clock): the server
@@ -42,6 +42,7 @@
 #include <gridflow/wire/client.hpp>
 #include <gridflow/wire/connection.hpp>
 #include <gridflow/wire/error.hpp>
+#include <gridflow/wire/sansio/cursor.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -320,9 +321,10 @@ asio::awaitable<result> ceiling_download(wire::client client, arguments a) {
             const bson::document command = b.extract();
             const wire::reply reply =
                 co_await connections[static_cast<std::size_t>(i) % connections.size()]->run_command("bench", command.view());
-            reply.body().at("cursor").as_document().at("firstBatch").as_array().for_each([&](const bson::element& e) {
-                total += static_cast<std::int64_t>(e.as_document().at("data").as_binary().bytes.size());
-            });
+            wire::sansio::read_cursor_page(reply.body(), wire::sansio::cursor_batch::first)
+                .documents.for_each([&](const bson::element& e) {
+                    total += static_cast<std::int64_t>(e.as_document().at("data").as_binary().bytes.size());
+                });
         });
     const auto elapsed = std::chrono::steady_clock::now() - started;
     co_return result{total, 0, std::chrono::duration<double>(elapsed).count()};
