@@ -188,7 +188,7 @@ public:
 
     void prepare(std::size_t count) {
         std::unique_lock lock(mutex_);
-        const std::size_t ready = idle_.size() + opening_;
+        const std::size_t ready = idle_.size() + background_opens_.size();
         if (closed_ || ready >= count)
             return;
         std::size_t to_open = count - ready;
@@ -208,7 +208,7 @@ public:
 
     pool::statistics stats() const {
         std::lock_guard lock(mutex_);
-        return {total_, idle_.size(), waiters_.size(), opening_};
+        return {total_, idle_.size(), waiters_.size(), background_opens_.size()};
     }
 
     [[nodiscard]] const host_port& address() const noexcept { return address_; }
@@ -224,7 +224,7 @@ private:
     // Called with the lock held. A caller with no idle connection opens its own when there is room, unless a
     // background open is still unpromised to an earlier waiter: then it waits for that one, which started
     // sooner, instead of making the pool one connection larger than prepare() asked for.
-    bool should_open_own() const { return has_room() && opening_ <= waiters_.size(); }
+    bool should_open_own() const { return has_room() && background_opens_.size() <= waiters_.size(); }
 
     // Called with the lock held.
     std::optional<connection> take_idle() {
@@ -275,11 +275,10 @@ private:
         asio::cancellation_signal signal;
     };
 
-    // Counts `count` connections in total_ and opening_, then opens them, each in a coroutine of its own that
-    // close() can cancel.
+    // Counts `count` connections in total_ and background_opens_, then opens them, each in a coroutine of its
+    // own that close() can cancel.
     void open_in_background(std::unique_lock<std::mutex>& lock, std::size_t count) {
         total_ += count;
-        opening_ += count;
         std::vector<std::shared_ptr<background_open>> opens;
         for (std::size_t i = 0; i < count; ++i) {
             opens.push_back(std::make_shared<background_open>(executor_));
@@ -294,7 +293,7 @@ private:
 
     // The opened connection goes to the first waiter, or idle. Its end is counted under the same lock as its
     // hand-over (or, on failure, the wake-up of a waiter, who then opens its own): a waiter who saw it in
-    // opening_ is never left waiting for it.
+    // background_opens_ is never left waiting for it.
     static asio::awaitable<void> open_into_idle(std::shared_ptr<pool_state> self,
                                                 std::shared_ptr<background_open> open) {
         std::optional<connection> opened;
@@ -306,7 +305,6 @@ private:
             // and report the failure to its caller. Cancelled by close(), it ends here too.
         }
         std::unique_lock lock(self->mutex_);
-        --self->opening_;
         std::erase(self->background_opens_, open);
         if (opened) {
             self->hand_over(lock, std::move(*opened));
@@ -323,7 +321,7 @@ private:
         std::vector<std::shared_ptr<background_open>> opens;
         {
             std::lock_guard lock(mutex_);
-            opens.swap(background_opens_);
+            opens = background_opens_;  // each leaves the list itself when it ends
         }
         for (auto& open : opens) {
             auto strand = open->strand;
@@ -340,8 +338,8 @@ private:
     std::deque<idle_connection> idle_;
     std::deque<std::shared_ptr<waiter>> waiters_;
     std::size_t total_ = 0;    // leased, idle and being opened
-    std::size_t opening_ = 0;  // being opened in the background, not yet anybody's
-    std::vector<std::shared_ptr<background_open>> background_opens_;  // the ones in flight
+    // Being opened in the background, not yet anybody's; each removes itself when it ends.
+    std::vector<std::shared_ptr<background_open>> background_opens_;
     bool closed_ = false;
 };
 
