@@ -213,12 +213,12 @@ asio::awaitable<std::unique_ptr<cursor_state>> start_find(std::shared_ptr<client
 
     auto state = std::make_unique<detail::cursor_state>();
     state->client = std::move(client);
-    state->db = db;
-    state->collection = collection;
+    state->db = std::move(db);
+    state->collection = std::move(collection);
     state->batch_size = batch_size;
     {
         auto lease = co_await state->client->pool.acquire();
-        state->current = co_await lease->run_command(db, command.view());
+        state->current = co_await lease->run_command(state->db, command.view());
     }
     load_batch(*state, sansio::cursor_batch::first);
     co_return state;
