@@ -10,12 +10,13 @@
 // gridflow-bench also knows:
 //             prepare           upload COUNT files as "download" expects them (ids "<SCENARIO>-<i>"),
 //                               untimed, silent;
-//             ceiling-upload    a raw OP_MSG insert flood of SIZE bytes (255 KiB chunk documents whose data
-//                               is the start of FILE, 16 per insert, many inserts in flight on many
-//                               connections) into a collection with the unique {files_id: 1, n: 1} index that
-//                               every GridFS chunks collection has (created before the clock): the server
-//                               does the same work per document as for a GridFS upload, so the ceiling is one
-//                               such an upload can reach;
+//             ceiling-upload    a raw OP_MSG insert flood of SIZE bytes, rounded up to whole 255 KiB chunk
+//                               documents (whose data is the start of FILE, 16 per insert, many inserts in
+//                               flight on many connections) into a collection with the unique
+//                               {files_id: 1, n: 1} index that every GridFS chunks collection has (created
+//                               before the clock): the server does the same work per document as for a
+//                               GridFS upload, so the ceiling is one such an upload can reach. bench/run's
+//                               ceiling row inserts 128 MiB; its same-bytes flood a scenario's bytes;
 //             ceiling-download  a raw flood of chunk range queries (16 chunks each) over the prepared files
 //                               "<SCENARIO>-0" to "<SCENARIO>-<COUNT-1>" (all of one size), file after file
 //                               and from the first again, until SIZE bytes came back. bench/run's ceiling row
@@ -244,8 +245,10 @@ std::array<std::uint8_t, flood_header_size> flood_header(const bson_oid_t& files
 asio::awaitable<result> ceiling_upload(wire::client client, arguments a) {
     const std::vector<std::uint8_t> data = read_prefix(a.file, flood_chunk);
     static constexpr std::uint8_t terminator = 0;
-    const std::int64_t per_request = flood_chunk * flood_chunks_per_request;
-    const std::int64_t requests = std::max<std::int64_t>(1, a.size / per_request);
+    // Whole chunks covering SIZE (the last insert may hold fewer): the same-bytes flood of bench/run moves as
+    // many bytes as the scenario's upload, give or take part of one chunk.
+    const std::int64_t chunks = std::max<std::int64_t>(1, (a.size + flood_chunk - 1) / flood_chunk);
+    const std::int64_t requests = (chunks + flood_chunks_per_request - 1) / flood_chunks_per_request;
     auto connections = co_await open_connections(client);
     bson::builder create_index;
     create_index.append("createIndexes", "ceiling.chunks");
@@ -267,10 +270,12 @@ asio::awaitable<result> ceiling_upload(wire::client client, arguments a) {
     const auto started = std::chrono::steady_clock::now();
     co_await for_each_concurrently(requests, flood_connections * flood_window, [&](std::int64_t i) -> asio::awaitable<void> {
         const bson_oid_t files_id = bson::new_oid();
+        const auto in_request = static_cast<std::int32_t>(
+            std::min(flood_chunks_per_request, chunks - i * flood_chunks_per_request));
         std::vector<std::array<std::uint8_t, flood_header_size>> headers;
         std::vector<asio::const_buffer> buffers;
-        headers.reserve(flood_chunks_per_request);
-        for (std::int32_t n = 0; n < flood_chunks_per_request; ++n) {
+        headers.reserve(static_cast<std::size_t>(in_request));
+        for (std::int32_t n = 0; n < in_request; ++n) {
             headers.push_back(flood_header(files_id, n));
             buffers.push_back(asio::buffer(headers.back()));
             buffers.push_back(asio::buffer(data));
@@ -281,7 +286,7 @@ asio::awaitable<result> ceiling_upload(wire::client client, arguments a) {
             "bench", body.view(), std::span(&sequence, 1));
     });
     const auto elapsed = std::chrono::steady_clock::now() - started;
-    co_return result{requests * per_request, 0, std::chrono::duration<double>(elapsed).count()};
+    co_return result{chunks * flood_chunk, 0, std::chrono::duration<double>(elapsed).count()};
 }
 
 asio::awaitable<result> ceiling_download(wire::client client, arguments a) {
