@@ -1,27 +1,41 @@
 // latency-proxy: a loopback TCP proxy that adds a fixed one-way delay in each direction, without limiting
 // bandwidth (issue 6).
 //
-//   latency-proxy TARGET_PORT DELAY_MS [LISTEN_PORT]
+//   latency-proxy TARGET_PORT DELAY_MS [LISTEN_PORT] [--log FILE]
 //
 // Listens on 127.0.0.1 (LISTEN_PORT, default 0: the kernel picks), prints "PROXY_PORT=P" once listening, and
 // relays every accepted connection to 127.0.0.1:TARGET_PORT. Each segment read from one side is released to
-// the other at its arrival time + DELAY_MS, in order; segments whose time has come are written together in one
-// gathered write. Nothing paces the bytes otherwise, so a client's throughput through the proxy is decided by
-// how many requests it keeps in flight, as across a real network with that round-trip time.
+// the other at its arrival time + DELAY_MS, in order; segments whose time has come are written together in
+// one gathered write. Nothing paces the bytes otherwise, so a client's throughput through the proxy is
+// decided by how many requests it keeps in flight, as across a real network with that round-trip time.
 //
-// Up to 256 MiB may wait per direction (far more than 5 ms of loopback traffic); beyond that the reader pauses,
-// so a stalled receiver cannot make the proxy grow without bound. One thread. Relaying costs it about 0.35-0.4
-// CPU s per GiB (a 1 GiB download from the sink at 5 ms; 0.47-0.51 s before the blocks below), so at the
-// sink's 1.8-2 GB/s it is the busiest process of a run, and on 2 cores it bounds what any client can reach.
+// --log FILE writes one line per wire-protocol message and direction, for timelines of what a client and a
+// server did (bench/proxy-log summarises such a file):
+//   DIRECTION CONNECTION REQUEST_ID RESPONSE_TO LENGTH FIRST_US LAST_US COMMAND
+// DIRECTION is ">" (client to server) or "<"; CONNECTION numbers the accepted connections from 0; FIRST_US
+// and LAST_US are when the proxy read the message's first and last byte, in microseconds since it started
+// (the other side gets them DELAY_MS later, unless its full socket holds them back); COMMAND is the first key
+// of an OP_MSG body, "-" for anything else. A direction that stops looking like the wire protocol gets a last
+// line with LENGTH -1 and is not logged further. The file is complete once the proxy has exited (SIGTERM or
+// SIGINT stop it cleanly).
+//
+// Up to 256 MiB may wait per direction (far more than 5 ms of loopback traffic); beyond that the reader
+// pauses, so a stalled receiver cannot make the proxy grow without bound. One thread. Relaying costs it about
+// 0.35-0.4 CPU s per GiB (a 1 GiB download from the sink at 5 ms; 0.47-0.51 s before the blocks below), so at
+// the sink's 1.8-2 GB/s it is the busiest process of a run, and on 2 cores it bounds what any client can
+// reach.
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+
+#include "message_scanner.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -30,7 +44,9 @@
 #include <exception>
 #include <iostream>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -46,12 +62,59 @@ constexpr std::size_t block_size = 1024 * 1024;
 constexpr std::size_t min_read = 64 * 1024;
 constexpr std::size_t max_queued = 256 * 1024 * 1024;
 
+const clock_type::time_point started = clock_type::now();
+
+double microseconds_since_start(clock_type::time_point t) {
+    return std::chrono::duration<double, std::micro>(t - started).count();
+}
+
+// Where --log goes: one file for every direction of every connection (one thread, so no locking).
+struct message_log {
+    std::FILE* file = nullptr;
+    int next_connection = 0;
+
+    void write(char direction, int connection, const gridflow::bench::scanned_message& m) const {
+        std::fprintf(file, "%c %d %d %d %d %.1f %.1f %s\n", direction, connection, m.header.request_id,
+                     m.header.response_to, m.header.message_length, m.first_read, m.last_read,
+                     m.command.empty() ? "-" : m.command.c_str());
+    }
+    void write_end_of_protocol(char direction, int connection, double at) const {
+        std::fprintf(file, "%c %d 0 0 -1 %.1f %.1f -\n", direction, connection, at, at);
+    }
+};
+
+// What one direction logs: its stream's messages, as it reads them.
+struct direction_log {
+    message_log* log = nullptr;  // null: no --log
+    char direction = '>';
+    int connection = 0;
+    gridflow::bench::message_scanner scanner;
+
+    void read(std::span<const std::uint8_t> bytes, clock_type::time_point at) {
+        if (log == nullptr)
+            return;
+        const double now = microseconds_since_start(at);
+        const bool still_wire_protocol = scanner.feed(
+            bytes, now,
+            [&](const gridflow::bench::scanned_message& m) { log->write(direction, connection, m); });
+        if (!still_wire_protocol) {
+            log->write_end_of_protocol(direction, connection, now);
+            log = nullptr;
+        }
+    }
+};
+
 // One direction: `from` is read as fast as it delivers, `to` is written when each segment is due.
 class pipe : public std::enable_shared_from_this<pipe> {
 public:
-    pipe(std::shared_ptr<tcp::socket> from, std::shared_ptr<tcp::socket> to, clock_type::duration delay)
-        : from_(std::move(from)), to_(std::move(to)), delay_(delay), wake_(to_->get_executor()),
-          space_(to_->get_executor()) {}
+    pipe(std::shared_ptr<tcp::socket> from, std::shared_ptr<tcp::socket> to, clock_type::duration delay,
+         direction_log log)
+        : from_(std::move(from)),
+          to_(std::move(to)),
+          delay_(delay),
+          wake_(to_->get_executor()),
+          space_(to_->get_executor()),
+          log_(std::move(log)) {}
 
     void start() {
         asio::co_spawn(from_->get_executor(), [self = shared_from_this()] { return self->read_loop(); },
@@ -97,6 +160,7 @@ private:
             }
             // blocks_ may have lost its front blocks while this read waited, never the one read into.
             block_numbered(number).filled += n;
+            log_.read(std::span<const std::uint8_t>(block_numbered(number).bytes.get() + offset, n), arrival);
             queued_ += n;
             queue_.push_back({arrival + delay_, number, offset, n});
             if (was_empty)
@@ -192,9 +256,12 @@ private:
     std::vector<block> spare_;
     std::size_t queued_ = 0;
     bool closed_ = false;
+    direction_log log_;
 };
 
-asio::awaitable<void> relay(tcp::socket client, std::uint16_t target_port, clock_type::duration delay) {
+asio::awaitable<void> relay(tcp::socket client, std::uint16_t target_port, clock_type::duration delay,
+                            message_log* log) {
+    const int connection = log ? log->next_connection++ : 0;
     auto downstream = std::make_shared<tcp::socket>(std::move(client));
     auto upstream = std::make_shared<tcp::socket>(downstream->get_executor());
     auto [ec] = co_await upstream->async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), target_port),
@@ -205,34 +272,55 @@ asio::awaitable<void> relay(tcp::socket client, std::uint16_t target_port, clock
     }
     downstream->set_option(tcp::no_delay(true));
     upstream->set_option(tcp::no_delay(true));
-    std::make_shared<pipe>(downstream, upstream, delay)->start();
-    std::make_shared<pipe>(upstream, downstream, delay)->start();
+    std::make_shared<pipe>(downstream, upstream, delay, direction_log{log, '>', connection, {}})->start();
+    std::make_shared<pipe>(upstream, downstream, delay, direction_log{log, '<', connection, {}})->start();
 }
 
-asio::awaitable<void> serve(tcp::acceptor& acceptor, std::uint16_t target_port, clock_type::duration delay) {
+asio::awaitable<void> serve(tcp::acceptor& acceptor, std::uint16_t target_port, clock_type::duration delay,
+                            message_log* log) {
     for (;;) {
         tcp::socket socket = co_await acceptor.async_accept(asio::use_awaitable);
-        asio::co_spawn(acceptor.get_executor(), relay(std::move(socket), target_port, delay), asio::detached);
+        asio::co_spawn(acceptor.get_executor(), relay(std::move(socket), target_port, delay, log),
+                       asio::detached);
     }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc < 3 || argc > 4) {
-        std::cerr << "usage: latency-proxy TARGET_PORT DELAY_MS [LISTEN_PORT]\n";
+    std::vector<std::string_view> positional;
+    const char* log_path = nullptr;
+    for (int i = 1; i < argc; ++i) {
+        if (std::string_view(argv[i]) == "--log" && i + 1 < argc)
+            log_path = argv[++i];
+        else
+            positional.emplace_back(argv[i]);
+    }
+    if (positional.size() < 2 || positional.size() > 3) {
+        std::cerr << "usage: latency-proxy TARGET_PORT DELAY_MS [LISTEN_PORT] [--log FILE]\n";
         return 2;
     }
     try {
-        const auto target = static_cast<std::uint16_t>(std::stoi(argv[1]));
-        const auto delay = std::chrono::microseconds(static_cast<std::int64_t>(std::stod(argv[2]) * 1000));
-        const auto listen = static_cast<std::uint16_t>(argc > 3 ? std::stoi(argv[3]) : 0);
+        const auto target = static_cast<std::uint16_t>(std::stoi(std::string(positional[0])));
+        const auto delay = std::chrono::microseconds(
+            static_cast<std::int64_t>(std::stod(std::string(positional[1])) * 1000));
+        const auto listen =
+            static_cast<std::uint16_t>(positional.size() > 2 ? std::stoi(std::string(positional[2])) : 0);
+        message_log log;
+        if (log_path && (log.file = std::fopen(log_path, "w")) == nullptr) {
+            std::cerr << "latency-proxy: cannot write " << log_path << "\n";
+            return 1;
+        }
         asio::io_context io(1);
         tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), listen));
+        asio::signal_set stop(io, SIGTERM, SIGINT);
+        stop.async_wait([&](const boost::system::error_code&, int) { io.stop(); });
         std::printf("PROXY_PORT=%u\n", static_cast<unsigned>(acceptor.local_endpoint().port()));
         std::fflush(stdout);
-        asio::co_spawn(io, serve(acceptor, target, delay), asio::detached);
+        asio::co_spawn(io, serve(acceptor, target, delay, log.file ? &log : nullptr), asio::detached);
         io.run();
+        if (log.file)
+            std::fclose(log.file);
     } catch (const std::exception& e) {
         std::cerr << "latency-proxy: " << e.what() << "\n";
         return 1;

@@ -2,14 +2,19 @@
 """Checks bench/latency-proxy against a local echo server: every byte comes back, in order, on several
 connections at once; the end of a stream goes through; and nothing comes back before the delay has been paid
 twice (once each way). A lower bound only: how much later it comes is the machine's business, not asserted.
+Then its --log against a server that answers wire-protocol requests: one line per message and direction with
+the header's fields and the command, a last line for a stream that is not the wire protocol, and
+bench/proxy-log pairing the requests with their replies.
 
     latency_proxy.py PROXY_BINARY
 """
 import os
 import random
+import struct
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -39,8 +44,8 @@ def echo_server():
     return listener.getsockname()[1]
 
 
-def start_proxy(binary, target_port):
-    proxy = subprocess.Popen([binary, str(target_port), str(DELAY_MS)], stdout=subprocess.PIPE, text=True)
+def start_proxy(binary, target_port, *extra):
+    proxy = subprocess.Popen([binary, str(target_port), str(DELAY_MS), *extra], stdout=subprocess.PIPE, text=True)
     line = proxy.stdout.readline().strip()
     if not line.startswith("PROXY_PORT="):
         proxy.kill()
@@ -99,6 +104,97 @@ def stream(port, seed, failures):
             seed, len(received[0]), len(payload), same))
 
 
+def op_msg(request_id, response_to, body):
+    """An OP_MSG with one kind 0 section holding `body`, a BSON document given as its elements' bytes."""
+    document = struct.pack("<i", 4 + len(body) + 1) + body + b"\0"
+    payload = struct.pack("<iB", 0, 0) + document
+    return struct.pack("<iiii", 16 + len(payload), request_id, response_to, 2013) + payload
+
+
+def receive_exactly(sock, n):
+    data = b""
+    while len(data) < n:
+        more = sock.recv(n - len(data))
+        if not more:
+            raise EOFError("the stream ended %d bytes early" % (n - len(data)))
+        data += more
+    return data
+
+
+def receive_message(sock):
+    length, request_id = struct.unpack("<ii", receive_exactly(sock, 16)[:8])
+    if length < 16:
+        raise EOFError("not the wire protocol")
+    receive_exactly(sock, length - 16)
+    return request_id
+
+
+REPLY_PAD = 100 * 1024
+
+
+def wire_server():
+    """Answers every message with {ok: 1.0, pad: <100 KiB>}, responseTo set; closes on anything else."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve(conn):
+        with conn:
+            try:
+                while True:
+                    request_id = receive_message(conn)
+                    pad = b"\5pad\0" + struct.pack("<iB", REPLY_PAD, 0) + bytes(REPLY_PAD)
+                    conn.sendall(op_msg(1000 + request_id, request_id, b"\1ok\0" + struct.pack("<d", 1.0) + pad))
+            except (OSError, EOFError):
+                pass
+
+    def accept():
+        while True:
+            conn, _ = listener.accept()
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+def check_log(binary, log_path):
+    failures = []
+    proxy, port = start_proxy(binary, wire_server(), "--log", log_path)
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            for request_id in (7, 8):
+                ping = b"\x10ping\0" + struct.pack("<i", 1)
+                # The request in two writes, split inside its header: the log must still see one message.
+                message = op_msg(request_id, 0, ping)
+                sock.sendall(message[:5])
+                time.sleep(0.01)
+                sock.sendall(message[5:])
+                receive_message(sock)
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"\3\0\0\0 not the wire protocol")
+            sock.shutdown(socket.SHUT_WR)
+            receive_all(sock)
+    finally:
+        proxy.terminate()
+        proxy.wait()
+    lines = [line.split() for line in open(log_path)]
+    requests = [f for f in lines if f[0] == ">" and f[1] == "0"]
+    replies = [f for f in lines if f[0] == "<" and f[1] == "0"]
+    reply_length = 16 + 5 + 4 + (1 + 3 + 8) + (1 + 4 + 4 + 1 + REPLY_PAD) + 1
+    if [(f[2], f[3], f[4], f[7]) for f in requests] != [("7", "0", "36", "ping"), ("8", "0", "36", "ping")]:
+        failures.append("--log: the requests were logged as %r" % requests)
+    if [(f[2], f[3], f[4], f[7]) for f in replies] != [("1007", "7", str(reply_length), "ok"),
+                                                       ("1008", "8", str(reply_length), "ok")]:
+        failures.append("--log: the replies were logged as %r" % replies)
+    if not any(f[0] == ">" and f[1] == "1" and f[4] == "-1" for f in lines):
+        failures.append("--log: a stream that is not the wire protocol got no end line: %r" % lines)
+    summary = subprocess.run([os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench",
+                                           "proxy-log"), log_path, str(DELAY_MS), "--timeline"],
+                             capture_output=True, text=True)
+    if summary.returncode != 0 or "2 requests (ping 2)" not in summary.stdout:
+        failures.append("bench/proxy-log: status %d, printed %r %r" % (summary.returncode, summary.stdout,
+                                                                         summary.stderr))
+    return failures
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -123,10 +219,12 @@ def main():
     finally:
         proxy.terminate()
         proxy.wait()
+    with tempfile.TemporaryDirectory() as scratch:
+        failures += check_log(sys.argv[1], os.path.join(scratch, "messages.log"))
     if failures:
         sys.exit("latency-proxy: " + "; ".join(failures))
-    print("latency-proxy: %d streams of %d bytes echoed intact, one byte back after two delays" % (
-        CONNECTIONS, STREAM_BYTES))
+    print("latency-proxy: %d streams of %d bytes echoed intact, one byte back after two delays; --log and "
+          "bench/proxy-log as expected" % (CONNECTIONS, STREAM_BYTES))
 
 
 if __name__ == "__main__":
