@@ -20,7 +20,8 @@
 // SIGINT stop it cleanly).
 //
 // Up to 256 MiB may wait per direction (far more than 5 ms of loopback traffic); beyond that the reader
-// pauses, so a stalled receiver cannot make the proxy grow without bound. One thread. Relaying costs it about
+// pauses, so a stalled receiver cannot make the proxy grow without bound. Before it prints PROXY_PORT it
+// touches 64 MiB of buffers (about 20 ms), so that a run's first bytes do not pay for new memory. One thread. Relaying costs it about
 // 0.35-0.4 CPU s per GiB (a 1 GiB download from the sink at 5 ms; 0.47-0.51 s before the blocks below), so at
 // the sink's 1.8-2 GB/s it is the busiest process of a run, and on 2 cores it bounds what any client can
 // reach.
@@ -40,6 +41,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <iostream>
@@ -104,6 +106,43 @@ struct direction_log {
     }
 };
 
+// A block of bytes waiting in the proxy: block_size bytes, filled in order, never zeroed.
+struct block {
+    std::unique_ptr<std::uint8_t[]> bytes;
+    std::size_t filled = 0;
+};
+
+// Spare blocks, shared by every direction of every connection (one thread) and never given back to the
+// system: fresh pages cost about 0.3 ms per MiB on the benchmark machine's VM. bench/run starts a proxy per
+// run, so main() touches prefilled_blocks of them before it says it listens, outside the client's clock:
+// otherwise each run's first tens of MB through the proxy paid for new memory while the client waited.
+// Reading into a 256 KiB vector per read instead, zeroed when sized back up and kept in a list of 64, a 1 GiB
+// download at 5 ms (reads of 100 KB on average, up to 17 MB waiting) cost the proxy 68-85 thousand page
+// faults.
+std::vector<block> spare_blocks;
+constexpr std::size_t prefilled_blocks = 64;
+
+block take_block() {
+    if (spare_blocks.empty())
+        return block{std::make_unique_for_overwrite<std::uint8_t[]>(block_size)};
+    block b = std::move(spare_blocks.back());
+    spare_blocks.pop_back();
+    return b;
+}
+
+void give_block(block b) {
+    b.filled = 0;
+    spare_blocks.push_back(std::move(b));
+}
+
+void prefill_spare_blocks() {
+    for (std::size_t i = 0; i < prefilled_blocks; ++i) {
+        block b = take_block();
+        std::memset(b.bytes.get(), 0, block_size);
+        spare_blocks.push_back(std::move(b));
+    }
+}
+
 // One direction: `from` is read as fast as it delivers, `to` is written when each segment is due.
 class pipe : public std::enable_shared_from_this<pipe> {
 public:
@@ -116,6 +155,11 @@ public:
           space_(to_->get_executor()),
           log_(std::move(log)) {}
 
+    ~pipe() {
+        for (auto& b : blocks_)
+            give_block(std::move(b));
+    }
+
     void start() {
         asio::co_spawn(from_->get_executor(), [self = shared_from_this()] { return self->read_loop(); },
                        asio::detached);
@@ -124,10 +168,6 @@ public:
     }
 
 private:
-    struct block {
-        std::unique_ptr<std::uint8_t[]> bytes;  // block_size bytes, never zeroed
-        std::size_t filled = 0;
-    };
     // One read: `size` bytes at `offset` of the block numbered `block_number` (blocks are numbered in the
     // order they were filled; blocks_.front() is number front_block_).
     struct segment {
@@ -226,23 +266,10 @@ private:
     // The front blocks whose bytes have all been written, except the one being filled, go back to the spares.
     void release_written_blocks() {
         while (blocks_.size() > 1 && (queue_.empty() || queue_.front().block_number > front_block_)) {
-            blocks_.front().filled = 0;
-            spare_.push_back(std::move(blocks_.front()));
+            give_block(std::move(blocks_.front()));
             blocks_.pop_front();
             ++front_block_;
         }
-    }
-
-    // Spare blocks are all kept (at most max_queued bytes of them, the most this direction ever holds), and
-    // never zeroed: fresh pages cost about 0.3 ms per MiB on the benchmark machine's VM. Reading into a
-    // 256 KiB vector per read, zeroed when sized back up and kept in a list of 64, a 1 GiB download at 5 ms
-    // (reads of 100 KB on average, up to 17 MB waiting) cost the proxy 68-85 thousand page faults.
-    block take_block() {
-        if (spare_.empty())
-            return block{std::make_unique_for_overwrite<std::uint8_t[]>(block_size)};
-        block b = std::move(spare_.back());
-        spare_.pop_back();
-        return b;
     }
 
     std::shared_ptr<tcp::socket> from_;
@@ -253,7 +280,6 @@ private:
     std::deque<segment> queue_;
     std::deque<block> blocks_;
     std::uint64_t front_block_ = 0;
-    std::vector<block> spare_;
     std::size_t queued_ = 0;
     bool closed_ = false;
     direction_log log_;
@@ -311,6 +337,7 @@ int main(int argc, char** argv) {
             std::cerr << "latency-proxy: cannot write " << log_path << "\n";
             return 1;
         }
+        prefill_spare_blocks();
         asio::io_context io(1);
         tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), listen));
         asio::signal_set stop(io, SIGTERM, SIGINT);
