@@ -21,10 +21,10 @@
 //
 // Up to 256 MiB may wait per direction (far more than 5 ms of loopback traffic); beyond that the reader
 // pauses, so a stalled receiver cannot make the proxy grow without bound. Before it prints PROXY_PORT it
-// touches 64 MiB of buffers (about 20 ms), so that a run's first bytes do not pay for new memory. One thread. Relaying costs it about
-// 0.35-0.4 CPU s per GiB (a 1 GiB download from the sink at 5 ms; 0.47-0.51 s before the blocks below), so at
-// the sink's 1.8-2 GB/s it is the busiest process of a run, and on 2 cores it bounds what any client can
-// reach.
+// touches 64 MiB of buffers (about 20 ms), so that a run's first bytes do not pay for new memory. One thread.
+// Relaying costs it about 0.35-0.4 CPU s per GiB (a 1 GiB download from the sink at 5 ms; 0.47-0.51 s before
+// the blocks below), so at the sink's 1.8-2 GB/s it is the busiest process of a run, and on 2 cores it bounds
+// what any client can reach.
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -139,7 +139,7 @@ void prefill_spare_blocks() {
     for (std::size_t i = 0; i < prefilled_blocks; ++i) {
         block b = take_block();
         std::memset(b.bytes.get(), 0, block_size);
-        spare_blocks.push_back(std::move(b));
+        give_block(std::move(b));
     }
 }
 
@@ -199,8 +199,9 @@ private:
                 co_return;
             }
             // blocks_ may have lost its front blocks while this read waited, never the one read into.
-            block_numbered(number).filled += n;
-            log_.read(std::span<const std::uint8_t>(block_numbered(number).bytes.get() + offset, n), arrival);
+            block& read_into = block_numbered(number);
+            read_into.filled += n;
+            log_.read(std::span<const std::uint8_t>(read_into.bytes.get() + offset, n), arrival);
             queued_ += n;
             queue_.push_back({arrival + delay_, number, offset, n});
             if (was_empty)

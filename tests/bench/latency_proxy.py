@@ -23,9 +23,20 @@ STREAM_BYTES = 8 * 1024 * 1024
 CONNECTIONS = 3
 
 
-def echo_server():
+def start_server(handle):
+    """Listens on loopback and runs handle(conn) for each connection on a thread of its own; returns the port."""
     listener = socket.create_server(("127.0.0.1", 0))
 
+    def accept():
+        while True:
+            conn, _ = listener.accept()
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+def echo_server():
     def echo(conn):
         with conn:
             while True:
@@ -35,13 +46,7 @@ def echo_server():
                 conn.sendall(data)
             conn.shutdown(socket.SHUT_WR)
 
-    def accept():
-        while True:
-            conn, _ = listener.accept()
-            threading.Thread(target=echo, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return listener.getsockname()[1]
+    return start_server(echo)
 
 
 def start_proxy(binary, target_port, *extra):
@@ -134,8 +139,6 @@ REPLY_PAD = 100 * 1024
 
 def wire_server():
     """Answers every message with {ok: 1.0, pad: <100 KiB>}, responseTo set; closes on anything else."""
-    listener = socket.create_server(("127.0.0.1", 0))
-
     def serve(conn):
         with conn:
             try:
@@ -146,13 +149,7 @@ def wire_server():
             except (OSError, EOFError):
                 pass
 
-    def accept():
-        while True:
-            conn, _ = listener.accept()
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return listener.getsockname()[1]
+    return start_server(serve)
 
 
 def check_log(binary, log_path):
