@@ -205,6 +205,11 @@ constexpr std::size_t flood_window = 4;
 constexpr std::int32_t flood_chunk = 255 * 1024;
 constexpr std::int64_t flood_chunks_per_request = 16;
 
+// a / b rounded up, for a >= 0 and b > 0.
+constexpr std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+    return (a + b - 1) / b;
+}
+
 asio::awaitable<std::vector<std::shared_ptr<wire::connection>>> open_connections(const wire::client& client) {
     std::vector<std::shared_ptr<wire::connection>> connections;
     auto executor = co_await asio::this_coro::executor;
@@ -247,8 +252,8 @@ asio::awaitable<result> ceiling_upload(wire::client client, arguments a) {
     static constexpr std::uint8_t terminator = 0;
     // Whole chunks covering SIZE (the last insert may hold fewer): the same-bytes flood of bench/run moves as
     // many bytes as the scenario's upload, give or take part of one chunk.
-    const std::int64_t chunks = std::max<std::int64_t>(1, (a.size + flood_chunk - 1) / flood_chunk);
-    const std::int64_t requests = (chunks + flood_chunks_per_request - 1) / flood_chunks_per_request;
+    const std::int64_t chunks = std::max<std::int64_t>(1, ceil_div(a.size, flood_chunk));
+    const std::int64_t requests = ceil_div(chunks, flood_chunks_per_request);
     auto connections = co_await open_connections(client);
     bson::builder create_index;
     create_index.append("createIndexes", "ceiling.chunks");
@@ -301,9 +306,9 @@ asio::awaitable<result> ceiling_download(wire::client client, arguments a) {
         length = probe.size();
         chunk_size = probe.chunk_size();
     }
-    const std::int64_t chunks = (length + chunk_size - 1) / chunk_size;
-    const std::int64_t ranges_per_file = (chunks + flood_chunks_per_request - 1) / flood_chunks_per_request;
-    const std::int64_t file_reads = std::max<std::int64_t>(1, (a.size + length - 1) / length);
+    const std::int64_t chunks = ceil_div(length, chunk_size);
+    const std::int64_t ranges_per_file = ceil_div(chunks, flood_chunks_per_request);
+    const std::int64_t file_reads = std::max<std::int64_t>(1, ceil_div(a.size, length));
     auto connections = co_await open_connections(client);
     std::int64_t total = 0;
     const auto started = std::chrono::steady_clock::now();
