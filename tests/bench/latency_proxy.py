@@ -2,6 +2,7 @@
 """Checks bench/latency-proxy against a local echo server: every byte comes back, in order, on several
 connections at once; the end of a stream goes through; and nothing comes back before the delay has been paid
 twice (once each way). A lower bound only: how much later it comes is the machine's business, not asserted.
+Once it says it listens, its 64 MiB of buffers are resident (prefilled, so that runs do not pay for new pages).
 Then its --log against a server that answers wire-protocol requests: one line per message and direction with
 the header's fields and the command, a last line for a stream that is not the wire protocol, and
 bench/proxy-log pairing the requests with their replies.
@@ -56,6 +57,25 @@ def start_proxy(binary, target_port, *extra):
         proxy.kill()
         sys.exit("latency-proxy printed %r instead of PROXY_PORT=..." % line)
     return proxy, int(line.split("=", 1)[1])
+
+
+PREFILLED_MIB = 64
+
+
+def prefill_failure(proxy):
+    """The proxy's anonymous resident memory once it listens, against the blocks it prefills (Linux /proc)."""
+    try:
+        with open("/proc/%d/status" % proxy.pid) as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+    except OSError:
+        return None
+    if "RssAnon" not in fields:
+        return None
+    resident_mib = int(fields["RssAnon"].split()[0]) / 1024
+    if resident_mib < PREFILLED_MIB:
+        return "latency-proxy listened with %.1f MiB resident, not the %d MiB it prefills" % (
+            resident_mib, PREFILLED_MIB)
+    return None
 
 
 def receive_all(sock):
@@ -198,6 +218,9 @@ def main():
     proxy, port = start_proxy(sys.argv[1], echo_server())
     try:
         failures = []
+        unfilled = prefill_failure(proxy)
+        if unfilled:
+            failures.append(unfilled)
         late = round_trip_of_one_byte(port)
         if late:
             failures.append(late)
@@ -221,7 +244,7 @@ def main():
     if failures:
         sys.exit("latency-proxy: " + "; ".join(failures))
     print("latency-proxy: %d streams of %d bytes echoed intact, one byte back after two delays; --log and "
-          "bench/proxy-log as expected" % (CONNECTIONS, STREAM_BYTES))
+          "bench/proxy-log as expected; %d MiB prefilled" % (CONNECTIONS, STREAM_BYTES, PREFILLED_MIB))
 
 
 if __name__ == "__main__":
