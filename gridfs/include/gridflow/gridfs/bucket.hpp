@@ -74,8 +74,8 @@ struct bucket_options {
     // W: insert commands (upload) or range queries (download) in flight per stream. A stream moves at most
     // about W × batch_bytes per round trip, so on a long path W must cover the bandwidth-delay product. On a
     // local link a smaller W saves memory, and fresh memory costs CPU in a short-lived process. Measured
-    // through a 5 ms one-way delay, a 50 MB upload ran at 0.84 GB/s with 8 and at 0.76 with 5. Without the
-    // delay it ran at 1.11 GB/s with 8 and at 1.24 with 5 (bench/RESULTS.md).
+    // through a 5 ms one-way delay, a 50 MB upload ran at 0.94 GB/s with 8 and at 0.87 with 5. Without the
+    // delay it ran at 1.25 GB/s with 8 and at 1.37 with 5 (medians of 6, bench/RESULTS.md).
     std::size_t max_in_flight = 8;
     // Chunk bytes per insert command and per range query reply. Memory per stream is about
     // max_in_flight × batch_bytes plus one staging buffer of batch_bytes (upload) or one chunk (download).
