@@ -41,7 +41,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <deque>
 #include <exception>
 #include <iostream>
@@ -124,9 +123,13 @@ struct block {
 std::vector<block> spare_blocks;
 constexpr std::size_t prefilled_blocks = 64;
 
+block new_block() {
+    return block{std::make_unique_for_overwrite<std::uint8_t[]>(block_size)};
+}
+
 block take_block() {
     if (spare_blocks.empty())
-        return block{std::make_unique_for_overwrite<std::uint8_t[]>(block_size)};
+        return new_block();
     block b = std::move(spare_blocks.back());
     spare_blocks.pop_back();
     return b;
@@ -142,7 +145,7 @@ void give_block(block b) {
 void prefill_spare_blocks() {
     spare_blocks.reserve(prefilled_blocks);
     for (std::size_t i = 0; i < prefilled_blocks; ++i) {
-        block b{std::make_unique_for_overwrite<std::uint8_t[]>(block_size)};
+        block b = new_block();
         // volatile: a compiler may turn a new buffer's zero fill into calloc, which touches nothing.
         volatile std::uint8_t* bytes = b.bytes.get();
         for (std::size_t offset = 0; offset < block_size; offset += 4096)
