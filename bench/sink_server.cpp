@@ -9,11 +9,11 @@
 //   - insert into <bucket>.chunks: acknowledged ({n, ok: 1}) without storing anything;
 //   - insert into <bucket>.files: the files documents are kept (they are small), so a later download by id
 //     or by name finds the file with its length and chunkSize;
-//   - find on <bucket>.files: the kept documents matching {_id} (a value or {$in: [...]}) or {filename}
-//     (all of them for any other filter);
-//   - find on <bucket>.chunks with {files_id (a value or {$in: [...]}), n: {$gte, $gt, $lt, $lte} or n: k}:
-//     chunk documents of the kept files, generated with deterministic content, file by file in n order,
-//     honouring batchSize, limit and singleBatch;
+//   - find on <bucket>.files: the kept documents matching {_id} (a value, {$eq: v} or {$in: [...]}) or
+//     {filename} (all of them for any other filter);
+//   - find on <bucket>.chunks with {files_id (a value, {$eq: v} or {$in: [...]}), n: {$gte, $gt, $lt, $lte}
+//     or n: k}: chunk documents of the kept files, generated with deterministic content, file by file in n
+//     order, honouring batchSize, limit and singleBatch;
 //   - getMore and killCursors on those cursors; listIndexes (the GridFS indexes, as if already created),
 //     createIndexes, delete, drop, endSessions, ping, buildInfo and anything else: {ok: 1}.
 // Batches follow a real server's limits: the first batch holds at most 101 documents unless batchSize says
@@ -115,12 +115,18 @@ struct state {
     std::vector<std::vector<std::uint8_t>> spare_request_buffers;
 };
 
-// The values a filter field asks for: the value itself, or each operand of {$in: [...]}.
+// The values a filter field asks for: the value itself, the operand of {$eq: v} (PyMongo's GridFS asks so
+// since Debian's security update 3.11.0-1+deb12u2, CVE-2026-88029), or each operand of {$in: [...]}.
 std::vector<bson::value> wanted_values(const bson::element& field) {
     std::vector<bson::value> values;
     if (field.type() == BSON_TYPE_DOCUMENT) {
-        if (auto in = field.as_document().find("$in"); in && in->type() == BSON_TYPE_ARRAY) {
+        const bson::view operators = field.as_document();
+        if (auto in = operators.find("$in"); in && in->type() == BSON_TYPE_ARRAY) {
             in->as_array().for_each([&](const bson::element& e) { values.emplace_back(e); });
+            return values;
+        }
+        if (auto eq = operators.find("$eq")) {
+            values.emplace_back(*eq);
             return values;
         }
     }
