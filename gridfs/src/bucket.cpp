@@ -138,7 +138,7 @@ void check_extra_fields(bson::view fields) {
 
 bson::document id_filter(std::string_view key, const bson::value& id) {
     bson::builder b;
-    b.append(key, id);
+    b.append_document(key, [&](bson::builder& equal) { equal.append("$eq", id); });
     return b.extract();
 }
 

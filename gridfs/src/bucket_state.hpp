@@ -82,7 +82,9 @@ struct bucket::state {
 
 namespace detail {
 
-// {key: value} as a document, for filters.
+// {key: {$eq: id}}, the filter on a file's id. Explicit equality, as PyMongo asks since its fix for
+// CVE-2026-88029: an id passed as {key: id} that is itself a document of query operators would run as a query
+// instead of being matched as a value, so delete_file({$ne: null}) would delete every file's chunks.
 [[nodiscard]] bson::document id_filter(std::string_view key, const bson::value& id);
 
 // Throws errc::invalid_argument unless every key of an upload's extra_fields may go into a files document

@@ -87,7 +87,7 @@ asio::awaitable<void> query(download_state& self, chunk_run run, std::uint64_t g
     bson::builder find;
     find.append("find", self.parent->chunks.name());
     find.append_document("filter", [&](bson::builder& f) {
-        f.append("files_id", self.id);
+        f.append_document("files_id", [&](bson::builder& equal) { equal.append("$eq", self.id); });
         f.append_document("n", [&](bson::builder& n) {
             append_n(n, "$gte", run.first);
             if (!last_run)

@@ -337,9 +337,7 @@ parsed_fields parse_fields(bson::view fields) {
 }
 
 bson::document id_filter(const bson::value& id) {
-    bson::builder b;
-    b.append("_id", id);
-    return b.extract();
+    return detail::id_filter("_id", id);
 }
 
 // Updates fields of the stored files document of id.

@@ -217,6 +217,29 @@ BOOST_AUTO_TEST_CASE(missing_file) {
     expect_errc(f.io, fs.rename(bson::value(bson::new_oid()), "x"), errc::file_not_found);
 }
 
+// An id that is a document of query operators is matched as a value ({_id: {$eq: id}}), never run as a query:
+// {_id: {$ne: null}} would match every file, and delete_file would delete every file's chunks.
+BOOST_AUTO_TEST_CASE(an_id_of_query_operators_matches_no_other_file) {
+    fixture f;
+    gridfs::bucket_options options;
+    options.chunk_size_bytes = 1000;
+    auto fs = f.make_bucket(options);
+    const auto data = random_bytes(2500, 11);
+    const auto first = run(f.io, fs.upload_from_buffer("first", data));
+    const auto second = run(f.io, fs.upload_from_buffer("second", data));
+    const bson::document holder = bson::document::from_json(R"({"id": {"$ne": null}})");
+    const bson::value any_file(holder.view().at("id"));
+    expect_errc(f.io, fs.open_download_stream(any_file), errc::file_not_found);
+    expect_errc(f.io, fs.download_to_buffer(any_file), errc::file_not_found);
+    expect_errc(f.io, fs.rename(any_file, "renamed"), errc::file_not_found);
+    expect_errc(f.io, fs.delete_file(any_file), errc::file_not_found);
+    BOOST_TEST((run(f.io, fs.download_to_buffer(first)) == data));
+    BOOST_TEST((run(f.io, fs.download_to_buffer(second)) == data));
+    const auto renamed =
+        run(f.io, fs.files_collection().find_one(by("filename", bson::value(std::string_view("renamed")))));
+    BOOST_TEST(!renamed.has_value());
+}
+
 BOOST_AUTO_TEST_CASE(deleted_chunk_is_chunk_missing) {
     fixture f;
     gridfs::bucket_options options;

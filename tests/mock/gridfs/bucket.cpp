@@ -406,11 +406,17 @@ private:
     }
 
     // The values a filter field asks for: the value itself, or the operand of {$in: [...]}.
+    // The ids a filter field asks for: the operand of {$eq: id} or each of {$in: [...]} (the engine sends
+    // nothing else), or the value itself.
     static std::vector<bson::value> wanted_values(bson::element field) {
         std::vector<bson::value> values;
         if (field.type() == BSON_TYPE_DOCUMENT) {
             if (const auto in = field.as_document().find("$in")) {
                 in->as_array().for_each([&](const bson::element& e) { values.emplace_back(e); });
+                return values;
+            }
+            if (const auto equal = field.as_document().find("$eq")) {
+                values.emplace_back(*equal);
                 return values;
             }
         }
