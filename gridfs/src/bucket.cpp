@@ -555,15 +555,19 @@ asio::awaitable<void> upload_from_path(detail::upload_state& s, const std::files
     co_await upload_blocks(s, std::move(read), source_failed, size);
 }
 
-// Writes the download's bytes to sink, chunk by chunk from the received buffers.
+// Writes the download's bytes to sink straight from the received buffers, every chunk at hand in one write
+// of up to batch_bytes. One write per chunk made the writer wait its turn in the scheduler once per chunk,
+// behind the connections' reads: from a fast server it fell behind, and the window's slots, freed only as
+// chunks are handed over, came back late (bench/RESULTS.md, "Where the time goes").
 asio::awaitable<std::int64_t> pump(detail::download_state& s, const detail::byte_sink& sink) {
     std::int64_t total = 0;
+    detail::byte_pieces pieces;
     for (;;) {
-        const auto bytes = co_await s.next_bytes(std::numeric_limits<std::size_t>::max());
-        if (bytes.empty())
+        co_await s.next_pieces(s.parent->options.batch_bytes, pieces);
+        if (pieces.size() == 0)
             co_return total;
-        co_await sink(bytes);
-        total += static_cast<std::int64_t>(bytes.size());
+        co_await sink(pieces.buffers());
+        total += static_cast<std::int64_t>(pieces.size());
     }
 }
 
@@ -754,23 +758,27 @@ asio::awaitable<std::int64_t> bucket::download_to_file(bson::value id,
                     "GridFS download: cannot create " + path.string() + ": " + std::strerror(errno));
     }
     auto file = std::make_shared<file_descriptor>(fd);
-    // Each chunk is written on the file thread while the connections keep receiving the next ones. The
-    // bytes stay valid until this sink returns, and it returns only once the write has finished.
-    detail::byte_sink sink = [file, &path](std::span<const std::uint8_t> bytes) -> asio::awaitable<void> {
-        auto on_pool = [](std::shared_ptr<file_descriptor> f, std::span<const std::uint8_t> in,
+    // The chunks at hand are written on the file thread while the connections keep receiving the next ones.
+    // The bytes stay valid until this sink returns, and it returns only once the write has finished.
+    detail::byte_sink sink = [file,
+                              &path](std::span<const asio::const_buffer> pieces) -> asio::awaitable<void> {
+        auto on_pool = [](std::shared_ptr<file_descriptor> f, std::span<const asio::const_buffer> all,
                           std::string name) -> asio::awaitable<void> {
-            while (!in.empty()) {
-                const ssize_t n = ::write(f->fd, in.data(), in.size());
-                if (n < 0 && errno == EINTR)
-                    continue;
-                if (n <= 0)
-                    throw error(errc::invalid_argument,
-                                "GridFS download: cannot write " + name + ": " + std::strerror(errno));
-                in = in.subspan(static_cast<std::size_t>(n));
+            for (const auto& piece : all) {
+                std::span in(static_cast<const std::uint8_t*>(piece.data()), piece.size());
+                while (!in.empty()) {
+                    const ssize_t n = ::write(f->fd, in.data(), in.size());
+                    if (n < 0 && errno == EINTR)
+                        continue;
+                    if (n <= 0)
+                        throw error(errc::invalid_argument,
+                                    "GridFS download: cannot write " + name + ": " + std::strerror(errno));
+                    in = in.subspan(static_cast<std::size_t>(n));
+                }
             }
             co_return;
         };
-        co_await asio::co_spawn(file_io(), on_pool(file, bytes, path.string()), asio::use_awaitable);
+        co_await asio::co_spawn(file_io(), on_pool(file, pieces, path.string()), asio::use_awaitable);
     };
     std::exception_ptr failed;
     try {

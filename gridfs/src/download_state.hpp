@@ -9,6 +9,7 @@
 #include <gridflow/gridfs/detail/reorder_buffer.hpp>
 #include <gridflow/gridfs/download_stream.hpp>
 
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/system/error_code.hpp>
 
@@ -17,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -53,6 +55,30 @@ struct first_chunks {
     std::int64_t run = 0;
 };
 
+// Consecutive bytes of a file in several pieces, each kept valid by its owner (a received reply) for as long
+// as this holds it: what a download hands its sink in one write.
+class byte_pieces {
+public:
+    void clear() noexcept {
+        buffers_.clear();
+        owners_.clear();
+        size_ = 0;
+    }
+    void add(std::span<const std::uint8_t> bytes, std::shared_ptr<const void> owner) {
+        buffers_.emplace_back(bytes.data(), bytes.size());
+        if (owners_.empty() || owners_.back() != owner)
+            owners_.push_back(std::move(owner));
+        size_ += bytes.size();
+    }
+    [[nodiscard]] const std::vector<boost::asio::const_buffer>& buffers() const noexcept { return buffers_; }
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+
+private:
+    std::vector<boost::asio::const_buffer> buffers_;
+    std::vector<std::shared_ptr<const void>> owners_;
+    std::size_t size_ = 0;
+};
+
 struct download_state : std::enable_shared_from_this<download_state> {
     // Reads [begin, end) of the file; throws errc::invalid_argument for a range outside [0, length].
     download_state(boost::asio::any_io_executor executor, std::shared_ptr<bucket::state> bucket,
@@ -67,10 +93,18 @@ struct download_state : std::enable_shared_from_this<download_state> {
     // Whether a run is left that needs a connection.
     [[nodiscard]] bool needs_connection() const noexcept;
     void handle(fetch_event event);
+    // Handles the events already on the channel, without suspending.
+    void handle_waiting_events();
     // The next bytes of the file at the current position, at most `limit` of them, valid until the next
     // call; empty at the end of the range. The stream advances past them. Validation, checksum and query
     // failures are thrown here, exactly when the bytes they concern are needed.
     boost::asio::awaitable<std::span<const std::uint8_t>> next_bytes(std::size_t limit);
+    // next_bytes(limit) when the bytes are at hand (the current chunk's rest, or the next chunk already
+    // received), without suspending; nullopt when they are not, at the end of the range included.
+    std::optional<std::span<const std::uint8_t>> bytes_at_hand(std::size_t limit);
+    // The next bytes as next_bytes() gives them, then those at hand after them, about `limit` in all; empty
+    // at the end of the range. Lets a sink take many chunks in one write (download_to_stream).
+    boost::asio::awaitable<void> next_pieces(std::size_t limit, byte_pieces& out);
     boost::asio::awaitable<std::size_t> read_some(std::span<std::uint8_t> out);
     boost::asio::awaitable<std::size_t> read(std::span<std::uint8_t> out);
     // Makes `chunk` current, after checking the checksums when it is the last chunk of a verified read.

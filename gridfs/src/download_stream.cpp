@@ -273,6 +273,12 @@ void download_state::handle(fetch_event event) {
     reorder.push(std::move(event.batch));
 }
 
+void download_state::handle_waiting_events() {
+    while (events.try_receive(
+        [this](boost::system::error_code, fetch_event event) { handle(std::move(event)); })) {
+    }
+}
+
 void download_state::verify() {
     for (const auto& c : checksums) {
         const std::string actual = c.running->hex_digest();
@@ -306,10 +312,39 @@ void download_state::take(released_chunk chunk) {
     current = std::move(chunk);
 }
 
-asio::awaitable<std::span<const std::uint8_t>> download_state::next_bytes(std::size_t limit) {
+std::optional<std::span<const std::uint8_t>> download_state::bytes_at_hand(std::size_t limit) {
     for (;;) {
         if (broken)
             std::rethrow_exception(broken);
+        if (position >= range_end)
+            return std::nullopt;  // next_bytes() ends the read
+        if (current_offset < current.data.size()) {
+            const std::size_t n = static_cast<std::size_t>(std::min<std::int64_t>(
+                static_cast<std::int64_t>(std::min(limit, current.data.size() - current_offset)),
+                range_end - position));
+            const auto bytes = current.data.subspan(current_offset, n);
+            current_offset += n;
+            position += static_cast<std::int64_t>(n);
+            return bytes;
+        }
+        // Chunks already validated are handed over before a failure is reported, so a read fails exactly when
+        // it needs a chunk that will not come (a run's chunks precede its end on the channel).
+        if (!reorder.ready())
+            return std::nullopt;
+        take(reorder.pop());
+        // Runs that have ended give their window slots back, and the next runs go out, now rather than when
+        // the reader has used up every chunk already received: from a fast server that is the whole window,
+        // and the server would then sit idle for a round trip.
+        handle_waiting_events();
+        if (!leases.empty())
+            issue();
+    }
+}
+
+asio::awaitable<std::span<const std::uint8_t>> download_state::next_bytes(std::size_t limit) {
+    for (;;) {
+        if (auto bytes = bytes_at_hand(limit))
+            co_return *bytes;
         if (position >= range_end) {
             if (verifying && !verified)
                 verify();  // an empty file: no chunk ran the check
@@ -319,27 +354,26 @@ asio::awaitable<std::span<const std::uint8_t>> download_state::next_bytes(std::s
             leases.clear();
             co_return std::span<const std::uint8_t>{};
         }
-        if (current_offset < current.data.size()) {
-            const std::size_t n = static_cast<std::size_t>(std::min<std::int64_t>(
-                static_cast<std::int64_t>(std::min(limit, current.data.size() - current_offset)),
-                range_end - position));
-            const auto bytes = current.data.subspan(current_offset, n);
-            current_offset += n;
-            position += static_cast<std::int64_t>(n);
-            co_return bytes;
-        }
-        // Chunks already validated are handed over before a failure is reported, so a read fails exactly when
-        // it needs a chunk that will not come (a run's chunks precede its end on the channel).
-        if (reorder.ready()) {
-            take(reorder.pop());
-            continue;
-        }
         if (failure && reorder.next() >= failed_from)
             std::rethrow_exception(failure);
         if (leases.empty() && needs_connection())
             leases = co_await parent->lease_connections();
         issue();
         handle(co_await events.async_receive(asio::use_awaitable));
+    }
+}
+
+asio::awaitable<void> download_state::next_pieces(std::size_t limit, byte_pieces& out) {
+    out.clear();
+    const auto first = co_await next_bytes(limit);
+    if (first.empty())
+        co_return;
+    out.add(first, current.owner);
+    while (out.size() < limit) {
+        const auto more = bytes_at_hand(limit - out.size());
+        if (!more)
+            break;
+        out.add(*more, current.owner);
     }
 }
 

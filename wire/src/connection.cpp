@@ -1,4 +1,5 @@
 #include <gridflow/async/timeout.hpp>
+#include <gridflow/async/transfer.hpp>
 #include <gridflow/wire/connection.hpp>
 #include <gridflow/wire/detail/auth.hpp>
 #include <gridflow/wire/detail/connection_security.hpp>
@@ -98,16 +99,6 @@ struct pending_request {
     asio::cancellation_slot slot;
 };
 
-// The completion condition of the transport's whole-buffer reads and writes: every read_some and write_some
-// is offered all that is left, and the kernel moves as much as its socket buffer holds. Asio's default,
-// transfer_all(), offers at most 64 KiB per call, so a 4 MiB reply took at least 64 reads, each one more trip
-// through the scheduler queue behind every other ready handler. Measured on a 50 MB download from
-// bench/sink-server at 0 ms (8 alternated runs each): client CPU 35.0 -> 27.1 ms, 1,320 -> 1,534 MB/s; on the
-// 50 MB upload (6 each) 36.3 -> 31.8 ms.
-std::size_t all_that_is_left(const boost::system::error_code& ec, std::size_t /*transferred*/) noexcept {
-    return ec ? 0 : std::numeric_limits<std::size_t>::max();
-}
-
 // The byte stream under a connection: plain TCP, or TLS over TCP once use_tls() is called. The reader and the
 // writer drive either through the same calls, so pipelining, failure handling and cancellation are the same
 // for both. Like the socket it wraps, it allows one read and one write in flight at once, both on the
@@ -134,7 +125,7 @@ public:
     asio::awaitable<result> read(const MutableBuffer& buffer) {
         return std::visit(
             [&](auto& stream) {
-                return asio::async_read(stream, buffer, all_that_is_left,
+                return asio::async_read(stream, buffer, async::transfer_everything{},
                                         asio::as_tuple(asio::use_awaitable));
             },
             stream_);
@@ -142,7 +133,7 @@ public:
 
     asio::awaitable<result> write(const std::vector<asio::const_buffer>& buffers) {
         if (auto* tls = std::get_if<tls_stream>(&stream_)) return write_tls(*tls, buffers);
-        return asio::async_write(std::get<tcp::socket>(stream_), buffers, all_that_is_left,
+        return asio::async_write(std::get<tcp::socket>(stream_), buffers, async::transfer_everything{},
                                  asio::as_tuple(asio::use_awaitable));
     }
 

@@ -10,11 +10,15 @@
 #include "support/run.hpp"
 #include "support/test_server.hpp"
 
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
@@ -67,6 +71,37 @@ asio::awaitable<std::vector<std::uint8_t>> download_in_pieces(gridfs::bucket fs,
     BOOST_TEST(static_cast<std::int64_t>(out.size()) == down.size());
     co_return out;
 }
+
+// An AsyncWriteStream that keeps what it is given and counts the calls; each completes through the executor.
+class recording_stream {
+public:
+    using executor_type = asio::any_io_executor;
+    explicit recording_stream(executor_type executor) : executor_(std::move(executor)) {}
+    [[nodiscard]] executor_type get_executor() const { return executor_; }
+
+    template <class ConstBufferSequence, class WriteToken>
+    auto async_write_some(const ConstBufferSequence& buffers, WriteToken&& token) {
+        ++writes;
+        for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers); ++it) {
+            const asio::const_buffer piece(*it);
+            const auto* first = static_cast<const std::uint8_t*>(piece.data());
+            received.insert(received.end(), first, first + piece.size());
+        }
+        return asio::async_initiate<WriteToken, void(boost::system::error_code, std::size_t)>(
+            [](auto handler, const executor_type& executor, std::size_t size) {
+                asio::post(executor, [handler = std::move(handler), size]() mutable {
+                    std::move(handler)(boost::system::error_code{}, size);
+                });
+            },
+            token, executor_, asio::buffer_size(buffers));
+    }
+
+    std::vector<std::uint8_t> received;
+    std::size_t writes = 0;
+
+private:
+    executor_type executor_;
+};
 
 asio::awaitable<void> upload_into(gridfs::bucket fs, const std::vector<std::uint8_t>& data, bson::value& id) {
     id = co_await upload_in_pieces(fs, "concurrent", data, {});
@@ -238,6 +273,22 @@ BOOST_AUTO_TEST_CASE(an_id_of_query_operators_matches_no_other_file) {
     const auto renamed =
         run(f.io, fs.files_collection().find_one(by("filename", bson::value(std::string_view("renamed")))));
     BOOST_TEST(!renamed.has_value());
+}
+
+// download_to_stream hands the stream every chunk at hand in one write (up to batch_bytes), not one write per
+// chunk: a run's chunks come in one reply, so they are at hand together.
+BOOST_AUTO_TEST_CASE(download_to_stream_writes_the_chunks_at_hand_together) {
+    fixture f;
+    gridfs::bucket_options options;
+    options.chunk_size_bytes = 1000;
+    options.batch_bytes = 16'000;  // runs of 16 chunks, writes of up to 16 chunks
+    auto fs = f.make_bucket(options);
+    const auto data = random_bytes(64'500, 12);  // 65 chunks
+    const auto id = run(f.io, fs.upload_from_buffer("gathered", data));
+    recording_stream sink(f.io.get_executor());
+    BOOST_TEST(run(f.io, fs.download_to_stream(id, sink)) == static_cast<std::int64_t>(data.size()));
+    BOOST_TEST((sink.received == data));
+    BOOST_TEST(sink.writes <= 65u / 4);
 }
 
 BOOST_AUTO_TEST_CASE(deleted_chunk_is_chunk_missing) {

@@ -19,6 +19,7 @@
 // threads.
 #pragma once
 
+#include <gridflow/async/transfer.hpp>
 #include <gridflow/gridfs/download_stream.hpp>
 #include <gridflow/gridfs/upload_stream.hpp>
 #include <gridflow/wire/bson.hpp>
@@ -78,7 +79,8 @@ struct bucket_options {
     // delay it ran at 1.25 GB/s with 8 and at 1.37 with 5 (medians of 6, bench/RESULTS.md).
     std::size_t max_in_flight = 8;
     // Chunk bytes per insert command and per range query reply. Memory per stream is about
-    // max_in_flight × batch_bytes plus one staging buffer of batch_bytes (upload) or one chunk (download).
+    // max_in_flight × batch_bytes plus one staging buffer of batch_bytes (upload) or one chunk (download;
+    // download_to_stream and download_to_file: the chunks of one write, up to batch_bytes).
     // When an upload knows where its data ends (upload_from_buffer, upload_from_file, the last write before
     // close), a remainder of less than half a batch joins the batch before it, which may then hold up to
     // 1.5 × batch_bytes: one insert command fewer per file, and no short one.
@@ -95,9 +97,9 @@ struct bucket_options {
 
 namespace detail {
 // Type-erased ends of upload_from_stream and download_to_stream. A source fills a prefix of the buffer and
-// returns its length, 0 only at the end; a sink writes all of the bytes.
+// returns its length, 0 only at the end; a sink writes all of the bytes of its pieces, in order.
 using byte_source = std::function<boost::asio::awaitable<std::size_t>(std::span<std::uint8_t>)>;
-using byte_sink = std::function<boost::asio::awaitable<void>(std::span<const std::uint8_t>)>;
+using byte_sink = std::function<boost::asio::awaitable<void>(std::span<const boost::asio::const_buffer>)>;
 }  // namespace detail
 
 class bucket {
@@ -193,7 +195,8 @@ public:
     boost::asio::awaitable<std::vector<std::uint8_t>> download_to_buffer(bson::value id) const;
 
     // Writes the bytes of the range to `sink` (any Asio AsyncWriteStream), straight from the received chunk
-    // buffers, and returns how many. A write error is thrown as a gridflow::error. `sink` must outlive the
+    // buffers, and returns how many. The chunks at hand go out together, as one buffer sequence of up to
+    // batch_bytes per async_write. A write error is thrown as a gridflow::error. `sink` must outlive the
     // call.
     template <class AsyncWriteStream>
     boost::asio::awaitable<std::int64_t> download_to_stream(bson::value id, AsyncWriteStream& sink,
@@ -249,9 +252,9 @@ private:
     }
     template <class AsyncWriteStream>
     static detail::byte_sink stream_sink(AsyncWriteStream& sink) {
-        return [&sink](std::span<const std::uint8_t> data) -> boost::asio::awaitable<void> {
+        return [&sink](std::span<const boost::asio::const_buffer> pieces) -> boost::asio::awaitable<void> {
             auto [ec, n] =
-                co_await boost::asio::async_write(sink, boost::asio::buffer(data.data(), data.size()),
+                co_await boost::asio::async_write(sink, pieces, async::transfer_everything{},
                                                   boost::asio::as_tuple(boost::asio::use_awaitable));
             (void)n;
             if (ec)
