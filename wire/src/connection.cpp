@@ -27,7 +27,6 @@
 #include <atomic>
 #include <cstring>
 #include <deque>
-#include <limits>
 #include <unordered_map>
 #include <variant>
 
