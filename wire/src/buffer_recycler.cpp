@@ -22,6 +22,11 @@ buffer_cache& cache() {
     return *instance;
 }
 
+// The alignment of a buffer of this capacity (see "Alignment" in the header); freeing must name it again.
+std::align_val_t alignment_of(std::size_t capacity) noexcept {
+    return std::align_val_t{capacity >= min_recycled_bytes ? recycled_alignment : small_alignment};
+}
+
 }  // namespace
 
 std::size_t recycled_capacity(std::size_t n) noexcept {
@@ -43,7 +48,7 @@ void* allocate_buffer(std::size_t n) {
             return p;
         }
     }
-    return ::operator new(capacity);
+    return ::operator new(capacity, alignment_of(capacity));
 }
 
 void deallocate_buffer(void* p, std::size_t n) noexcept {
@@ -63,7 +68,7 @@ void deallocate_buffer(void* p, std::size_t n) noexcept {
             }
         }
     }
-    ::operator delete(p);
+    ::operator delete(p, alignment_of(capacity));
 }
 
 std::size_t cached_buffer_bytes() noexcept {
@@ -80,9 +85,9 @@ void release_cached_buffers() noexcept {
         released.swap(c.free_by_capacity);
         c.cached_bytes = 0;
     }
-    for (auto& entry : released) {
-        for (void* p : entry.second)
-            ::operator delete(p);
+    for (auto& [capacity, buffers] : released) {
+        for (void* p : buffers)
+            ::operator delete(p, alignment_of(capacity));
     }
 }
 

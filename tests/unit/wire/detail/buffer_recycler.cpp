@@ -4,7 +4,9 @@
 #include <gridflow/wire/connection.hpp>
 #include <gridflow/wire/detail/buffer_recycler.hpp>
 
+#include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 namespace detail = gridflow::wire::detail;
@@ -63,4 +65,27 @@ BOOST_FIXTURE_TEST_CASE(message_bytes_use_the_recycler, empty_cache) {
     }
     gridflow::wire::message_bytes again(size);
     BOOST_TEST(static_cast<const void*>(again.data()) == data);
+}
+
+// The kernel's copies into misaligned buffers are several times slower (see "Alignment" in the header).
+BOOST_FIXTURE_TEST_CASE(buffers_start_on_a_page_or_a_cache_line, empty_cache) {
+    const auto offset = [](const void* p, std::size_t alignment) {
+        return reinterpret_cast<std::uintptr_t>(p) % alignment;
+    };
+    // Large and small sizes from fresh memory, several of each (malloc may align one by chance), then one
+    // from the cache.
+    std::vector<std::pair<void*, std::size_t>> buffers;
+    for (int i = 0; i < 4; ++i) {
+        buffers.emplace_back(detail::allocate_buffer(4 * 1024 * 1024 + 1), 4 * 1024 * 1024 + 1);
+        buffers.emplace_back(detail::allocate_buffer(300 * 1024), 300 * 1024);
+        buffers.emplace_back(detail::allocate_buffer(1000 + 8 * i), 1000 + 8 * i);
+    }
+    for (const auto& [p, n] : buffers) {
+        BOOST_TEST(offset(p, n >= detail::min_recycled_bytes ? detail::recycled_alignment
+                                                             : detail::small_alignment) == 0u);
+        detail::deallocate_buffer(p, n);
+    }
+    void* recycled = detail::allocate_buffer(4 * 1024 * 1024);  // from the cache now
+    BOOST_TEST(offset(recycled, detail::recycled_alignment) == 0u);
+    detail::deallocate_buffer(recycled, 4 * 1024 * 1024);
 }
