@@ -36,6 +36,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <gridflow/wire/connection.hpp>
+
 #include "message_scanner.hpp"
 
 #include <chrono>
@@ -58,8 +60,10 @@ namespace {
 
 // Bytes read from one side wait in blocks of block_size, filled in order: each read goes into what is left of
 // the newest block (a new block once less than min_read is left), so the bytes waiting occupy about their own
-// size in memory, however small the reads are.
-constexpr std::size_t block_size = 1024 * 1024;
+// size in memory, however small the reads are. A block is one huge page: the library's buffers of that size
+// start on a 2 MiB boundary and ask for transparent huge pages (gridflow/wire/detail/buffer_recycler.hpp), so
+// the kernel's copies into them are aligned and the proxy's 32 blocks take a few TLB entries, not 16,384.
+constexpr std::size_t block_size = 2 * 1024 * 1024;
 constexpr std::size_t min_read = 64 * 1024;
 constexpr std::size_t max_queued = 256 * 1024 * 1024;
 
@@ -105,9 +109,10 @@ struct direction_log {
     }
 };
 
-// A block of bytes waiting in the proxy: block_size bytes, filled in order, never zeroed.
+// A block of bytes waiting in the proxy: block_size bytes, filled in order, never zeroed (message_bytes
+// leaves new bytes uninitialised).
 struct block {
-    std::unique_ptr<std::uint8_t[]> bytes;
+    gridflow::wire::message_bytes bytes;
     std::size_t filled = 0;
 };
 
@@ -121,10 +126,10 @@ struct block {
 // 50 MB upload to the sink at 0 ms the prefill took the proxy from 2.8-11 thousand faults to 20-35, and
 // gridflow from 1,074 to 1,446 MB/s (medians of 6 alternated runs, bench/RESULTS.md).
 std::vector<block> spare_blocks;
-constexpr std::size_t prefilled_blocks = 64;
+constexpr std::size_t prefilled_blocks = 32;
 
 block new_block() {
-    return block{std::make_unique_for_overwrite<std::uint8_t[]>(block_size)};
+    return block{gridflow::wire::message_bytes(block_size)};
 }
 
 block take_block() {
@@ -147,7 +152,7 @@ void prefill_spare_blocks() {
     for (std::size_t i = 0; i < prefilled_blocks; ++i) {
         block b = new_block();
         // volatile: a compiler may turn a new buffer's zero fill into calloc, which touches nothing.
-        volatile std::uint8_t* bytes = b.bytes.get();
+        volatile std::uint8_t* bytes = b.bytes.data();
         for (std::size_t offset = 0; offset < block_size; offset += 4096)
             bytes[offset] = 1;
         spare_blocks.push_back(std::move(b));
@@ -198,7 +203,7 @@ private:
             const std::uint64_t number = front_block_ + blocks_.size() - 1;
             const std::size_t offset = b.filled;
             auto [ec, n] =
-                co_await from_->async_read_some(asio::buffer(b.bytes.get() + offset, block_size - offset),
+                co_await from_->async_read_some(asio::buffer(b.bytes.data() + offset, block_size - offset),
                                                 asio::as_tuple(asio::use_awaitable));
             const auto arrival = clock_type::now();
             // The writer sleeps until the front segment is due; only a first segment changes that time.
@@ -212,7 +217,7 @@ private:
             // blocks_ may have lost its front blocks while this read waited, never the one read into.
             block& read_into = block_numbered(number);
             read_into.filled += n;
-            log_.read(std::span<const std::uint8_t>(read_into.bytes.get() + offset, n), arrival);
+            log_.read(std::span<const std::uint8_t>(read_into.bytes.data() + offset, n), arrival);
             queued_ += n;
             queue_.push_back({arrival + delay_, number, offset, n});
             if (was_empty)
@@ -248,7 +253,7 @@ private:
                     break;
                 }
                 gathered.push_back(
-                    asio::buffer(block_numbered(s.block_number).bytes.get() + s.offset, s.size));
+                    asio::buffer(block_numbered(s.block_number).bytes.data() + s.offset, s.size));
             }
             if (!gathered.empty()) {
                 auto [ec, n] = co_await asio::async_write(*to_, gathered, asio::as_tuple(asio::use_awaitable));

@@ -25,6 +25,7 @@
 // no CPU. One thread: each connection is a coroutine that answers its requests in order (pipelined requests
 // included).
 #include <gridflow/wire/bson.hpp>
+#include <gridflow/wire/connection.hpp>
 #include <gridflow/wire/sansio/op_msg.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -101,7 +102,7 @@ struct chunk_cursor {
 };
 
 struct state {
-    std::vector<std::uint8_t> data;
+    wire::message_bytes data;
     // Key: the bucket's files namespace, then the id's type byte and raw bytes.
     std::map<std::string, stored_file> files;
     std::map<std::int64_t, chunk_cursor> cursors;
@@ -111,8 +112,9 @@ struct state {
     // each run opens new connections, and a new buffer's pages cost the sink about 0.3 ms per MiB. Without
     // this, every run of a client sending 4 MiB inserts on 2 connections paid the sink about 2,000 page
     // faults (8 MiB) on its clock, and a client sending 255 KiB inserts about 50. Holds at most as many
-    // buffers as connections were ever open at once.
-    std::vector<std::vector<std::uint8_t>> spare_request_buffers;
+    // buffers as connections were ever open at once. They are message_bytes, as the engine's are: page
+    // aligned, on huge pages from 2 MiB (gridflow/wire/detail/buffer_recycler.hpp).
+    std::vector<wire::message_bytes> spare_request_buffers;
 };
 
 // The values a filter field asks for: the value itself, the operand of {$eq: v} (PyMongo's GridFS asks so
@@ -596,7 +598,7 @@ private:
 
     tcp::socket socket_;
     state& st_;
-    std::vector<std::uint8_t> in_;
+    wire::message_bytes in_;
     std::string glue_;
     std::vector<piece> pieces_;
     std::vector<asio::const_buffer> buffers_;
