@@ -17,15 +17,6 @@
 // the destination is 8 or 16 bytes past a 64-byte boundary: reading a 1 GiB file from the page cache in
 // 4 MiB reads took 470-560 ms into such buffers and 139-155 ms into aligned ones, and the file thread of a
 // 1 GiB upload spent three quarters of its time in that copy.
-//
-// Huge pages. Buffers of huge_page_bytes or more are mapped on their own, start on a 2 MiB boundary and ask
-// for transparent huge pages (madvise), so the first touch of their memory costs one fault per 2 MiB instead
-// of one per 4 KiB. On this project's virtual machines that first touch cost 0.62-0.95 ms per MiB with small
-// pages and 0.07-0.27 ms with huge ones (16 MiB filled by memset in a new process, C program, 20 processes
-// each way; 3 of 13 earlier processes took 2-4 ms per MiB with huge pages, unexplained), and a transfer's
-// window of fresh buffers is touched once per process. An inaccessible page follows each such buffer, so
-// running past its end faults at once. ASan and LeakSanitizer do not watch these mappings: the guard page is
-// what catches an overrun, and the tests' leak checks see only the smaller buffers.
 #pragma once
 
 #include <cstddef>
@@ -37,7 +28,6 @@ inline constexpr std::size_t size_class_bytes = 256 * 1024;
 inline constexpr std::size_t max_cached_bytes = 32 * 1024 * 1024;
 inline constexpr std::size_t recycled_alignment = 4096;
 inline constexpr std::size_t small_alignment = 64;
-inline constexpr std::size_t huge_page_bytes = 2 * 1024 * 1024;
 
 // The capacity a request of n bytes is served with (n itself below min_recycled_bytes).
 [[nodiscard]] std::size_t recycled_capacity(std::size_t n) noexcept;
