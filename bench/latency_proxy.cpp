@@ -36,9 +36,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-#include <gridflow/wire/connection.hpp>
-
 #include "message_scanner.hpp"
+
+#include <sys/mman.h>
 
 #include <chrono>
 #include <cstdint>
@@ -47,6 +47,7 @@
 #include <exception>
 #include <iostream>
 #include <memory>
+#include <new>
 #include <span>
 #include <string>
 #include <string_view>
@@ -60,9 +61,11 @@ namespace {
 
 // Bytes read from one side wait in blocks of block_size, filled in order: each read goes into what is left of
 // the newest block (a new block once less than min_read is left), so the bytes waiting occupy about their own
-// size in memory, however small the reads are. A block is one huge page: the library's buffers of that size
-// start on a 2 MiB boundary and ask for transparent huge pages (gridflow/wire/detail/buffer_recycler.hpp), so
-// the kernel's copies into them are aligned and the proxy's 32 blocks take a few TLB entries, not 16,384.
+// size in memory, however small the reads are. A block is one huge page: it starts on a 2 MiB boundary and
+// asks for a transparent huge page, so the kernel's copies into it start on a page, and the prefill below
+// pays one fault per block instead of 512. The first touch of a huge page is sometimes slow on this
+// project's VMs (2-4 ms per MiB instead of 0.1-0.3), which the prefill keeps off the client's clock; the
+// engine keeps small pages for that reason (bench/RESULTS.md).
 constexpr std::size_t block_size = 2 * 1024 * 1024;
 constexpr std::size_t min_read = 64 * 1024;
 constexpr std::size_t max_queued = 256 * 1024 * 1024;
@@ -109,11 +112,17 @@ struct direction_log {
     }
 };
 
-// A block of bytes waiting in the proxy: block_size bytes, filled in order, never zeroed (message_bytes
-// leaves new bytes uninitialised).
+// A block of bytes waiting in the proxy: block_size bytes on a block_size boundary, filled in order, never
+// zeroed.
+struct block_memory_deleter {
+    void operator()(std::uint8_t* p) const noexcept { ::operator delete(p, std::align_val_t{block_size}); }
+};
+
 struct block {
-    gridflow::wire::message_bytes bytes;
+    std::unique_ptr<std::uint8_t, block_memory_deleter> memory;
     std::size_t filled = 0;
+
+    std::uint8_t* data() const noexcept { return memory.get(); }
 };
 
 // Spare blocks, shared by every direction of every connection (one thread) and never given back to the
@@ -129,7 +138,9 @@ std::vector<block> spare_blocks;
 constexpr std::size_t prefilled_blocks = 32;
 
 block new_block() {
-    return block{gridflow::wire::message_bytes(block_size)};
+    auto* memory = static_cast<std::uint8_t*>(::operator new(block_size, std::align_val_t{block_size}));
+    ::madvise(memory, block_size, MADV_HUGEPAGE);  // a hint: without THP the block keeps small pages
+    return block{std::unique_ptr<std::uint8_t, block_memory_deleter>(memory)};
 }
 
 block take_block() {
@@ -152,7 +163,7 @@ void prefill_spare_blocks() {
     for (std::size_t i = 0; i < prefilled_blocks; ++i) {
         block b = new_block();
         // volatile: a compiler may turn a new buffer's zero fill into calloc, which touches nothing.
-        volatile std::uint8_t* bytes = b.bytes.data();
+        volatile std::uint8_t* bytes = b.data();
         for (std::size_t offset = 0; offset < block_size; offset += 4096)
             bytes[offset] = 1;
         spare_blocks.push_back(std::move(b));
@@ -203,7 +214,7 @@ private:
             const std::uint64_t number = front_block_ + blocks_.size() - 1;
             const std::size_t offset = b.filled;
             auto [ec, n] =
-                co_await from_->async_read_some(asio::buffer(b.bytes.data() + offset, block_size - offset),
+                co_await from_->async_read_some(asio::buffer(b.data() + offset, block_size - offset),
                                                 asio::as_tuple(asio::use_awaitable));
             const auto arrival = clock_type::now();
             // The writer sleeps until the front segment is due; only a first segment changes that time.
@@ -217,7 +228,7 @@ private:
             // blocks_ may have lost its front blocks while this read waited, never the one read into.
             block& read_into = block_numbered(number);
             read_into.filled += n;
-            log_.read(std::span<const std::uint8_t>(read_into.bytes.data() + offset, n), arrival);
+            log_.read(std::span<const std::uint8_t>(read_into.data() + offset, n), arrival);
             queued_ += n;
             queue_.push_back({arrival + delay_, number, offset, n});
             if (was_empty)
@@ -253,7 +264,7 @@ private:
                     break;
                 }
                 gathered.push_back(
-                    asio::buffer(block_numbered(s.block_number).bytes.data() + s.offset, s.size));
+                    asio::buffer(block_numbered(s.block_number).data() + s.offset, s.size));
             }
             if (!gathered.empty()) {
                 auto [ec, n] = co_await asio::async_write(*to_, gathered, asio::as_tuple(asio::use_awaitable));

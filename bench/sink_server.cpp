@@ -112,8 +112,8 @@ struct state {
     // each run opens new connections, and a new buffer's pages cost the sink about 0.3 ms per MiB. Without
     // this, every run of a client sending 4 MiB inserts on 2 connections paid the sink about 2,000 page
     // faults (8 MiB) on its clock, and a client sending 255 KiB inserts about 50. Holds at most as many
-    // buffers as connections were ever open at once. They are message_bytes, as the engine's are: page
-    // aligned, on huge pages from 2 MiB (gridflow/wire/detail/buffer_recycler.hpp).
+    // buffers as connections were ever open at once. They are message_bytes, as the engine's are, so they
+    // start on a page (gridflow/wire/detail/buffer_recycler.hpp), where malloc gave 16 bytes past one.
     std::vector<wire::message_bytes> spare_request_buffers;
 };
 
