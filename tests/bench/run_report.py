@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Checks the target lines that bench/run writes for the sink's 50 MB rows against their flood of the same bytes:
+"""Checks the target lines that bench/run writes for the sink's rows against their flood of the same bytes:
 a missed line names the flood's figure, and says "out of reach here" only when the flood itself moved less than
 the line needs; a met line, or one without a flood, is left as it was. Runs no benchmark: the rows are made up.
 
@@ -35,7 +35,7 @@ def main():
         row("gridflow", "download", 700), row("libmongoc", "download", 300), row("flood", "download", 800),
         # Upload: gridflow misses 1 GB/s, meets 3x libmongoc; its flood is over the line.
         row("gridflow", "upload", 600), row("libmongoc", "upload", 100), row("flood", "upload", 1200),
-        # Another scenario without a flood row.
+        # A row whose made-up rows have no flood.
         row("gridflow", "download", 900, "huge"), row("libmongoc", "download", 400, "huge"),
     ]
     lines = bench_run.targets(rows)
