@@ -114,7 +114,8 @@ asio::awaitable<void> for_each_concurrently(std::int64_t count, std::size_t widt
                                             std::function<asio::awaitable<void>(std::int64_t)> job) {
     auto next = std::make_shared<std::int64_t>(0);
     auto executor = co_await asio::this_coro::executor;
-    const std::size_t workers = std::min<std::size_t>(width, static_cast<std::size_t>(std::max<std::int64_t>(count, 1)));
+    const std::size_t workers =
+        std::min<std::size_t>(width, static_cast<std::size_t>(std::max<std::int64_t>(count, 1)));
     auto remaining = std::make_shared<std::size_t>(workers);
     auto failure = std::make_shared<std::exception_ptr>();
     asio::steady_timer done(executor, asio::steady_timer::time_point::max());
@@ -213,8 +214,8 @@ asio::awaitable<result> download(wire::client client, arguments a) {
         const std::int64_t got = co_await fs.download_to_stream(
             bson::value(std::string_view(a.scenario + "-" + std::to_string(i))), sink);
         if (got != a.size)
-            throw std::runtime_error("file " + std::to_string(i) + ": read " + std::to_string(got) + " bytes, expected " +
-                                     std::to_string(a.size));
+            throw std::runtime_error("file " + std::to_string(i) + ": read " + std::to_string(got) +
+                                     " bytes, expected " + std::to_string(a.size));
         total += got;
     });
     const auto elapsed = std::chrono::steady_clock::now() - started;
@@ -236,14 +237,14 @@ asio::awaitable<std::vector<std::shared_ptr<wire::connection>>> open_connections
     std::vector<std::shared_ptr<wire::connection>> connections;
     auto executor = co_await asio::this_coro::executor;
     for (std::size_t i = 0; i < flood_connections; ++i)
-        connections.push_back(std::make_shared<wire::connection>(
-            co_await wire::connection::open(executor, client.options().server, client.options().pool.connection)));
+        connections.push_back(std::make_shared<wire::connection>(co_await wire::connection::open(
+            executor, client.options().server, client.options().pool.connection)));
     co_return connections;
 }
 
 // One chunk document's bytes before its data: _id, files_id, n and the binary's header. Hand-built, like the
-// engine's chunk headers, so that every insert of the flood carries fresh _ids (a server that stores them needs
-// unique ones) while the data bytes are shared by all of them.
+// engine's chunk headers, so that every insert of the flood carries fresh _ids (a server that stores them
+// needs unique ones) while the data bytes are shared by all of them.
 constexpr std::size_t flood_header_size = 4 + (1 + 4 + 12) + (1 + 9 + 12) + (1 + 2 + 4) + (1 + 5 + 4 + 1);
 
 void put_bytes(std::uint8_t*& at, const void* bytes, std::size_t n) {
@@ -259,11 +260,11 @@ std::array<std::uint8_t, flood_header_size> flood_header(const bson_oid_t& files
     put_bytes(at, &doc_size, 4);
     put_bytes(at, "\x07_id", 5);
     put_bytes(at, id.bytes, 12);
-    put_bytes(at, "\x07" "files_id", 10);
+    put_bytes(at, "\7files_id", 10);  // octal: a hex escape would take the f
     put_bytes(at, files_id.bytes, 12);
     put_bytes(at, "\x10n", 3);
     put_bytes(at, &n, 4);
-    put_bytes(at, "\x05" "data", 6);
+    put_bytes(at, "\5data", 6);
     put_bytes(at, &flood_chunk, 4);
     *at = 0;  // generic binary subtype
     return h;
@@ -295,39 +296,45 @@ asio::awaitable<result> ceiling_upload(wire::client client, arguments a) {
     const bson::document body = command.extract();
 
     const auto started = std::chrono::steady_clock::now();
-    co_await for_each_concurrently(requests, flood_connections * flood_window, [&](std::int64_t i) -> asio::awaitable<void> {
-        const bson_oid_t files_id = bson::new_oid();
-        const auto in_request = static_cast<std::int32_t>(
-            std::min(flood_chunks_per_request, chunks - i * flood_chunks_per_request));
-        std::vector<std::array<std::uint8_t, flood_header_size>> headers;
-        std::vector<asio::const_buffer> buffers;
-        headers.reserve(static_cast<std::size_t>(in_request));
-        for (std::int32_t n = 0; n < in_request; ++n) {
-            headers.push_back(flood_header(files_id, n));
-            buffers.push_back(asio::buffer(headers.back()));
-            buffers.push_back(asio::buffer(data));
-            buffers.push_back(asio::buffer(&terminator, 1));
-        }
-        const wire::sansio::document_sequence sequence{"documents", buffers};
-        co_await connections[static_cast<std::size_t>(i) % connections.size()]->run_command(
-            "bench", body.view(), std::span(&sequence, 1));
-    });
+    co_await for_each_concurrently(
+        requests, flood_connections * flood_window, [&](std::int64_t i) -> asio::awaitable<void> {
+            const bson_oid_t files_id = bson::new_oid();
+            const auto in_request = static_cast<std::int32_t>(
+                std::min(flood_chunks_per_request, chunks - i * flood_chunks_per_request));
+            std::vector<std::array<std::uint8_t, flood_header_size>> headers;
+            std::vector<asio::const_buffer> buffers;
+            headers.reserve(static_cast<std::size_t>(in_request));
+            for (std::int32_t n = 0; n < in_request; ++n) {
+                headers.push_back(flood_header(files_id, n));
+                buffers.push_back(asio::buffer(headers.back()));
+                buffers.push_back(asio::buffer(data));
+                buffers.push_back(asio::buffer(&terminator, 1));
+            }
+            const wire::sansio::document_sequence sequence{"documents", buffers};
+            co_await connections[static_cast<std::size_t>(i) % connections.size()]->run_command(
+                "bench", body.view(), std::span(&sequence, 1));
+        });
     const auto elapsed = std::chrono::steady_clock::now() - started;
     co_return result{chunks * flood_chunk, 0, std::chrono::duration<double>(elapsed).count()};
 }
 
 asio::awaitable<result> ceiling_download(wire::client client, arguments a) {
-    gridfs::bucket fs(client.database("bench"));
     std::vector<bson::value> ids;
     for (std::int64_t i = 0; i < std::max<std::int64_t>(1, a.count); ++i)
         ids.emplace_back(std::string_view(a.scenario + "-" + std::to_string(i)));
-    std::int64_t length = 0;
-    std::int32_t chunk_size = 0;
-    {
-        auto probe = co_await fs.open_download_stream(ids.front());
-        length = probe.size();
-        chunk_size = probe.chunk_size();
-    }
+    // The files document alone, not a download stream (which would fetch the first chunks): before the clock
+    // the flood moves no chunk data, so the first chunk query that bench/proxy-log sees in the proxy's log is
+    // the flood's own and the server's time it reports is the flood's.
+    bson::builder by_id;
+    by_id.append("_id", ids.front());
+    const bson::document filter = by_id.extract();
+    const auto files = co_await client.database("bench").collection("fs.files").find_one(filter.view());
+    if (!files)
+        throw std::runtime_error("ceiling-download: no files document " + ids.front().to_json());
+    const std::int64_t length = files->view().at("length").as_integer();
+    const auto chunk_size = static_cast<std::int32_t>(files->view().at("chunkSize").as_integer());
+    if (length <= 0 || chunk_size <= 0)
+        throw std::runtime_error("ceiling-download: " + ids.front().to_json() + " has no chunks to read");
     const std::int64_t chunks = ceil_div(length, chunk_size);
     const std::int64_t ranges_per_file = ceil_div(chunks, flood_chunks_per_request);
     const std::int64_t file_reads = std::max<std::int64_t>(1, ceil_div(a.size, length));
@@ -352,7 +359,8 @@ asio::awaitable<result> ceiling_download(wire::client client, arguments a) {
             b.append("singleBatch", true);
             const bson::document command = b.extract();
             const wire::reply reply =
-                co_await connections[static_cast<std::size_t>(i) % connections.size()]->run_command("bench", command.view());
+                co_await connections[static_cast<std::size_t>(i) % connections.size()]->run_command(
+                    "bench", command.view());
             wire::sansio::read_cursor_page(reply.body(), wire::sansio::cursor_batch::first)
                 .documents.for_each([&](const bson::element& e) {
                     total += static_cast<std::int64_t>(e.as_document().at("data").as_binary().bytes.size());
@@ -380,7 +388,9 @@ int main(int argc, char** argv) {
                      "  OP: upload | download | prepare | ceiling-upload | ceiling-download\n";
         return 2;
     }
-    arguments a{argv[1], argv[2], argv[3], argv[4], std::stod(argv[5]), std::stoll(argv[6]), std::stoll(argv[7]), argv[8]};
+    arguments a{
+        argv[1], argv[2], argv[3], argv[4], std::stod(argv[5]), std::stoll(argv[6]), std::stoll(argv[7]),
+        argv[8]};
     asio::io_context io(1);
     int status = 1;
     try {
@@ -407,16 +417,19 @@ int main(int argc, char** argv) {
                 if (a.op != "prepare") {
                     const double mb_s = r.seconds > 0 ? static_cast<double>(r.bytes) / 1e6 / r.seconds : 0;
                     const double files_s = r.seconds > 0 ? static_cast<double>(r.files) / r.seconds : 0;
-                    std::printf("{\"client\": \"gridflow\", \"server\": %s, \"scenario\": %s, \"op\": %s, \"bytes\": %lld, "
-                                "\"files\": %lld, \"delay_ms\": %g, \"seconds\": %.6f, \"mb_per_s\": %.3f, "
-                                "\"files_per_s\": %.3f}\n",
-                                json_string(a.server).c_str(), json_string(a.scenario).c_str(),
-                                json_string(a.op).c_str(), static_cast<long long>(r.bytes),
-                                static_cast<long long>(r.files), a.delay_ms, r.seconds, mb_s, files_s);
+                    std::printf(
+                        "{\"client\": \"gridflow\", \"server\": %s, \"scenario\": %s, \"op\": %s, \"bytes\": "
+                        "%lld, "
+                        "\"files\": %lld, \"delay_ms\": %g, \"seconds\": %.6f, \"mb_per_s\": %.3f, "
+                        "\"files_per_s\": %.3f}\n",
+                        json_string(a.server).c_str(), json_string(a.scenario).c_str(),
+                        json_string(a.op).c_str(), static_cast<long long>(r.bytes),
+                        static_cast<long long>(r.files), a.delay_ms, r.seconds, mb_s, files_s);
                 }
                 status = 0;
             }
-            // Pooled and flood connections keep the io_context busy; closing the client and stopping ends run().
+            // Pooled and flood connections keep the io_context busy; closing the client and stopping ends
+            // run().
             client.close();
             io.stop();
         });

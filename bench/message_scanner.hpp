@@ -26,8 +26,8 @@ struct scanned_message {
 class message_scanner {
 public:
     // Feeds the next bytes of the stream, read at time `now`; calls emit(const scanned_message&) for every
-    // message they complete. Returns false once the stream stopped being the wire protocol (a header that
-    // decode_header refuses); the scanner then ignores everything after it.
+    // message they complete. Returns false once the stream stopped being the wire protocol (a header with an
+    // unknown opcode or an impossible length); the scanner then ignores everything after it.
     template <class Emit>
     bool feed(std::span<const std::uint8_t> bytes, double now, Emit&& emit) {
         while (!bytes.empty() && !broken_) {
@@ -48,10 +48,7 @@ public:
             if (head_size_ < head_wanted_)
                 continue;
             if (!header_read_) {
-                const std::span<const std::uint8_t, wire::sansio::header_size> header(
-                    head_.data(), wire::sansio::header_size);
-                if (wire::sansio::decode_header(header, wire::sansio::default_max_message_size,
-                                                current_.header)) {
+                if (!read_header()) {
                     broken_ = true;
                     break;
                 }
@@ -68,7 +65,41 @@ public:
         return !broken_;
     }
 
+    // The opcodes a client or server of today sends: OP_MSG, and the OP_QUERY and OP_REPLY of the legacy
+    // handshake that libmongoc, PyMongo and the Node.js driver still open a connection with (OP_COMPRESSED
+    // too, which no client of bench/run asks for).
+    static constexpr bool known_opcode(std::int32_t op_code) noexcept {
+        return op_code == wire::sansio::op_msg_opcode || op_code == op_query || op_code == op_reply ||
+               op_code == op_compressed;
+    }
+
 private:
+    static constexpr std::int32_t op_reply = 1;
+    static constexpr std::int32_t op_query = 2004;
+    static constexpr std::int32_t op_compressed = 2012;
+
+    static std::int32_t load_le_i32(const std::uint8_t* p) noexcept {
+        return static_cast<std::int32_t>(
+            static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
+            static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24);
+    }
+
+    // The header in head_, if it looks like the wire protocol: a known opcode and a length from the header's
+    // own size up to the largest message a server sends. Unlike wire::sansio::decode_header (which a client
+    // of OP_MSG uses), any of those opcodes: the scanner only needs each message's length and ids.
+    bool read_header() noexcept {
+        wire::sansio::message_header header;
+        header.message_length = load_le_i32(head_.data());
+        header.request_id = load_le_i32(head_.data() + 4);
+        header.response_to = load_le_i32(head_.data() + 8);
+        header.op_code = load_le_i32(head_.data() + 12);
+        if (header.message_length < static_cast<std::int32_t>(wire::sansio::header_size) ||
+            header.message_length > wire::sansio::default_max_message_size || !known_opcode(header.op_code))
+            return false;
+        current_.header = header;
+        return true;
+    }
+
     template <class Emit>
     void finish(double now, Emit& emit) {
         current_.command.clear();

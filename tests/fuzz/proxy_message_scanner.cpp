@@ -1,7 +1,7 @@
 // Feeds arbitrary bytes to latency-proxy's message scanner (bench/message_scanner.hpp), once whole and once
 // in pieces whose sizes come from the input itself: whatever a client or server sends, the scanner must
-// report the same messages both ways, each of a length decode_header accepts, never more bytes than it was
-// fed, and a command no longer than the bytes it kept.
+// report the same messages both ways, each of a possible length and a known opcode, never more bytes than it
+// was fed, and a command no longer than the bytes it kept.
 #include "../../bench/message_scanner.hpp"
 
 #include <cstddef>
@@ -30,7 +30,8 @@ outcome scan(std::span<const std::uint8_t> bytes, std::span<const std::uint8_t> 
     std::size_t consumed = 0;
     std::int64_t reported = 0;
     auto emit = [&](const scanned_message& m) {
-        if (m.header.message_length < 16 || m.command.size() > 64)
+        if (m.header.message_length < 16 || m.header.message_length > 48'000'000 ||
+            !message_scanner::known_opcode(m.header.op_code) || m.command.size() > 64)
             std::abort();
         reported += m.header.message_length;
         out.messages.emplace_back(m.header.message_length, m.header.request_id, m.header.response_to,
