@@ -172,7 +172,8 @@ download_state::download_state(asio::any_io_executor ex, std::shared_ptr<bucket:
             chunks.end == layout.chunk_count() && chunks.end > 0 && prefetched->run > 0 &&
             prefetched->run <= chunks_per_query) {
             prefetched_run = chunk_run{0, std::min(prefetched->run, chunks.end)};
-            splitter = run_splitter(chunk_range{prefetched_run->end, chunks.end}, chunks_per_query);
+            splitter = run_splitter(chunk_range{prefetched_run->end, chunks.end}, chunks_per_query,
+                                    static_cast<std::int64_t>(parent->stream_connections()));
         } else {
             prefetch->abandon();  // of no use: let the shared query stop if no other download wants it
         }
@@ -191,7 +192,8 @@ void download_state::restart(std::int64_t offset) {
     current_offset = 0;
     position = offset;
     const chunk_range chunks = layout.range(std::min(offset, range_end), range_end);
-    splitter = run_splitter(chunks, chunks_per_query);
+    splitter =
+        run_splitter(chunks, chunks_per_query, static_cast<std::int64_t>(parent->stream_connections()));
     reorder.reset(chunks.first);
     verifying = !checksums.empty() && offset == 0 && range_end == layout.length();
     verified = false;
@@ -221,17 +223,26 @@ void download_state::issue() {
             break;
         reserved += count;
         ++in_flight;
-        if (!answered)
+        std::optional<std::size_t> lease;
+        if (!answered) {
             parent->top_up(leases);
-        wire::connection* conn = answered ? nullptr : &*leases[next_lease++ % leases.size()];
+            lease_load.resize(leases.size(), 0);
+            lease = least_loaded_lease();
+            lease_load[*lease] += run.count();
+        }
         asio::co_spawn(executor,
-                       fetch_task(shared_from_this(), run, generation, conn, answered ? prefetch : nullptr),
+                       fetch_task(shared_from_this(), run, generation, lease, answered ? prefetch : nullptr),
                        asio::detached);
         if (answered)
             prefetched_run.reset();
         else
             pending_run.reset();
     }
+}
+
+std::size_t download_state::least_loaded_lease() const noexcept {
+    return static_cast<std::size_t>(std::min_element(lease_load.begin(), lease_load.end()) -
+                                    lease_load.begin());
 }
 
 bool download_state::needs_connection() const noexcept {
@@ -252,8 +263,11 @@ void download_state::abandon() noexcept {
 }
 
 void download_state::handle(fetch_event event) {
-    if (event.run_done)
+    if (event.run_done) {
         --in_flight;
+        if (event.lease)
+            lease_load[*event.lease] -= event.run_chunks;
+    }
     if (event.generation != generation)
         return;  // a query from before a seek: its window slot is free now, its chunks are not wanted
     if (event.run_done) {
@@ -352,6 +366,7 @@ asio::awaitable<std::span<const std::uint8_t>> download_state::next_bytes(std::s
             while (in_flight > 0)
                 handle(co_await events.async_receive(asio::use_awaitable));
             leases.clear();
+            lease_load.clear();
             co_return std::span<const std::uint8_t>{};
         }
         if (failure && reorder.next() >= failed_from)
@@ -398,7 +413,7 @@ asio::awaitable<std::size_t> download_state::read(std::span<std::uint8_t> out) {
 }
 
 asio::awaitable<void> download_state::fetch_task(std::shared_ptr<download_state> self, chunk_run run,
-                                                 std::uint64_t generation, wire::connection* conn,
+                                                 std::uint64_t generation, std::optional<std::size_t> lease,
                                                  std::shared_ptr<chunk_prefetch> prefetched) {
     std::exception_ptr failed;
     std::int64_t delivered = 0;
@@ -422,7 +437,7 @@ asio::awaitable<void> download_state::fetch_task(std::shared_ptr<download_state>
                 unanswered = true;
             }
         } else {
-            co_await query(*self, run, generation, *conn, validator, delivered);
+            co_await query(*self, run, generation, *self->leases[*lease], validator, delivered);
             validator.finish();
         }
     } catch (...) {
@@ -437,6 +452,8 @@ asio::awaitable<void> download_state::fetch_task(std::shared_ptr<download_state>
         done.failed_from = run.first + delivered;
         if (unanswered)
             done.unanswered = run;
+        done.lease = lease;
+        done.run_chunks = run.count();
         co_await self->events.async_send(boost::system::error_code{}, std::move(done), asio::use_awaitable);
     } catch (...) {
         // The stream is gone (its channel closed): nobody wants this run any more.

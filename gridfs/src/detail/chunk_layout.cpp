@@ -92,10 +92,12 @@ std::int64_t chunks_per_run(std::int32_t chunk_size, std::int64_t max_run_bytes)
     return std::max<std::int64_t>(1, max_run_bytes / chunk_size);
 }
 
-run_splitter::run_splitter(chunk_range range, std::int64_t max_chunks)
-    : next_(range.first), end_(range.end), max_chunks_(max_chunks) {
+run_splitter::run_splitter(chunk_range range, std::int64_t max_chunks, std::int64_t ways)
+    : next_(range.first), end_(range.end), max_chunks_(max_chunks), ways_(ways) {
     if (max_chunks <= 0)
         invalid("a run must hold at least one chunk, got " + std::to_string(max_chunks));
+    if (ways <= 0)
+        invalid("runs must go out over at least one connection, got " + std::to_string(ways));
     if (range.first < 0 || range.first > range.end) {
         invalid("invalid chunk range [" + std::to_string(range.first) + ", " + std::to_string(range.end) +
                 ")");
@@ -105,15 +107,16 @@ run_splitter::run_splitter(chunk_range range, std::int64_t max_chunks)
 chunk_run run_splitter::next() {
     if (done())
         invalid("no chunk runs left");
-    // end_ - next_ > 0, so comparing against the remainder avoids next_ + max_chunks_ overflowing.
-    const std::int64_t count = std::min(max_chunks_, end_ - next_);
+    const std::int64_t left = end_ - next_;  // > 0
+    // left / ways_ < max_chunks_ is left < ways_ * max_chunks_ without the product, which could overflow.
+    if (tail_runs_left_ == 0 && left > max_chunks_ && left / ways_ < max_chunks_)
+        tail_runs_left_ = std::min(ways_, left);  // so that each of those runs gets a chunk at least
+    // Comparing against the remainder avoids next_ + max_chunks_ overflowing.
+    const std::int64_t count =
+        tail_runs_left_ > 0 ? ceil_div(left, tail_runs_left_--) : std::min(max_chunks_, left);
     const chunk_run run{next_, next_ + count};
     next_ = run.end;
     return run;
-}
-
-std::int64_t run_splitter::remaining_runs() const noexcept {
-    return ceil_div(end_ - next_, max_chunks_);
 }
 
 }  // namespace gridflow::gridfs::detail

@@ -85,13 +85,14 @@ struct bucket_options {
     // close), a remainder of less than half a batch joins the batch before it, which may then hold up to
     // 1.5 × batch_bytes: one insert command fewer per file, and no short one.
     std::size_t batch_bytes = 4 * 1024 * 1024;
-    // Pool connections each stream leases and spreads its requests over (several in flight on each). The
-    // first is awaited; the others are taken when the pool has them idle, at the start or as later requests
-    // go out, so streams never wait for each other's connections (nor deadlock on a small pool). Every upload
-    // and download open asks the pool to open, in the background, the connections one more stream would
-    // use (plus one for a download's files find), so that they are usually idle by the time a stream wants
-    // them: a download's connects overlap with its files find, and the next stream finds them open. The
-    // pool's maxPoolSize bounds all of this.
+    // Pool connections each stream leases and spreads its requests over (several in flight on each; a
+    // download sends each range query on the connection with the fewest chunks still to come, and cuts the
+    // last runs of a read so that its connections finish together). The first is awaited; the others are
+    // taken when the pool has them idle, at the start or as later requests go out, so streams never wait for
+    // each other's connections (nor deadlock on a small pool). Every upload and download open asks the pool
+    // to open, in the background, the connections one more stream would use (plus one for a download's files
+    // find), so that they are usually idle by the time a stream wants them: a download's connects overlap
+    // with its files find, and the next stream finds them open. The pool's maxPoolSize bounds all of this.
     std::size_t connections_per_stream = 2;
 };
 

@@ -172,26 +172,34 @@ BOOST_AUTO_TEST_CASE(chunks_per_run) {
                           fails_with(errc::invalid_argument));
 }
 
+namespace {
+
+std::vector<detail::chunk_run> all_runs(detail::run_splitter runs) {
+    std::vector<detail::chunk_run> out;
+    while (!runs.done())
+        out.push_back(runs.next());
+    return out;
+}
+
+}  // namespace
+
 BOOST_AUTO_TEST_CASE(run_splitter_cuts_ranges) {
     detail::run_splitter runs({0, 10, 0}, 3);
-    BOOST_TEST(runs.remaining_runs() == 4);
     std::vector<detail::chunk_run> out;
     while (!runs.done())
         out.push_back(runs.next());
     const std::vector<detail::chunk_run> expected{{0, 3}, {3, 6}, {6, 9}, {9, 10}};
     BOOST_TEST(out == expected, boost::test_tools::per_element());
-    BOOST_TEST(runs.remaining_runs() == 0);
     BOOST_CHECK_EXCEPTION((void)runs.next(), gridflow::error, fails_with(errc::invalid_argument));
 
-    detail::run_splitter exact({4, 10, 2}, 2);
-    BOOST_TEST(exact.remaining_runs() == 3);
-    BOOST_TEST(exact.next() == (detail::chunk_run{4, 6}));
+    const std::vector<detail::chunk_run> exact{{4, 6}, {6, 8}, {8, 10}};
+    BOOST_TEST(all_runs(detail::run_splitter({4, 10, 2}, 2)) == exact, boost::test_tools::per_element());
 
-    detail::run_splitter empty({7, 7, 0}, 5);
-    BOOST_TEST(empty.done());
-    BOOST_TEST(empty.remaining_runs() == 0);
+    BOOST_TEST(detail::run_splitter({7, 7, 0}, 5).done());
 
     BOOST_CHECK_EXCEPTION(detail::run_splitter({0, 10, 0}, 0), gridflow::error,
+                          fails_with(errc::invalid_argument));
+    BOOST_CHECK_EXCEPTION(detail::run_splitter({0, 10, 0}, 3, 0), gridflow::error,
                           fails_with(errc::invalid_argument));
     BOOST_CHECK_EXCEPTION(detail::run_splitter({5, 4, 0}, 1), gridflow::error,
                           fails_with(errc::invalid_argument));
@@ -199,21 +207,55 @@ BOOST_AUTO_TEST_CASE(run_splitter_cuts_ranges) {
                           fails_with(errc::invalid_argument));
 }
 
+BOOST_AUTO_TEST_CASE(run_splitter_evens_out_the_last_runs_over_its_connections) {
+    // A 32 MiB file after its prefetched first run: chunks 16 to 129 in runs of 16 over 2 connections. Full
+    // runs while at least 2 full runs are left, then the remaining 17 chunks as 9 and 8 (not 16 and 1).
+    const std::vector<detail::chunk_run> dev32{{16, 32}, {32, 48},  {48, 64},   {64, 80},
+                                               {80, 96}, {96, 112}, {112, 121}, {121, 129}};
+    BOOST_TEST(all_runs(detail::run_splitter({16, 129, 0}, 16, 2)) == dev32,
+               boost::test_tools::per_element());
+
+    // A remainder of exactly 2 full runs stays 2 full runs; one run or less is never cut.
+    const std::vector<detail::chunk_run> two_full{{0, 16}, {16, 32}};
+    BOOST_TEST(all_runs(detail::run_splitter({0, 32, 0}, 16, 2)) == two_full,
+               boost::test_tools::per_element());
+    const std::vector<detail::chunk_run> one{{0, 16}};
+    BOOST_TEST(all_runs(detail::run_splitter({0, 16, 0}, 16, 2)) == one, boost::test_tools::per_element());
+
+    // Over 3 connections, 40 chunks in runs of 16: 14, 13 and 13 rather than 16, 16 and 8.
+    const std::vector<detail::chunk_run> three{{0, 14}, {14, 27}, {27, 40}};
+    BOOST_TEST(all_runs(detail::run_splitter({0, 40, 0}, 16, 3)) == three, boost::test_tools::per_element());
+
+    // More connections than chunks left: one chunk per run, never an empty run.
+    const std::vector<detail::chunk_run> ones{{0, 1}, {1, 2}, {2, 3}};
+    BOOST_TEST(all_runs(detail::run_splitter({0, 3, 0}, 2, 5)) == ones, boost::test_tools::per_element());
+
+    // With one connection, nothing changes: full runs and a short last one.
+    const std::vector<detail::chunk_run> alone{{0, 16}, {16, 17}};
+    BOOST_TEST(all_runs(detail::run_splitter({0, 17, 0}, 16, 1)) == alone, boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_CASE(run_splitter_on_huge_files) {
     // 5 GiB + 3 with chunk size 1: billions of chunks, split lazily.
     const detail::chunk_layout layout(five_gib_plus_3, 1);
     detail::run_splitter runs(layout.range(0, five_gib_plus_3), 1 << 20);
-    BOOST_TEST(runs.remaining_runs() == 5 * 1024 + 1);
     BOOST_TEST(runs.next() == (detail::chunk_run{0, 1 << 20}));
 
     detail::run_splitter tail(layout.range(5 * gib, five_gib_plus_3), 1 << 20);
     BOOST_TEST(tail.next() == (detail::chunk_run{5 * gib, five_gib_plus_3}));
     BOOST_TEST(tail.done());
 
-    // Near INT64_MAX, next + max_chunks would overflow; the split must not compute it.
-    detail::run_splitter edge({int64_max - 5, int64_max, 0}, int64_max);
-    BOOST_TEST(edge.remaining_runs() == 1);
+    // Near INT64_MAX, next + max_chunks (and ways * max_chunks) would overflow; the split must compute
+    // neither.
+    detail::run_splitter edge({int64_max - 5, int64_max, 0}, int64_max, 2);
     BOOST_TEST(edge.next() == (detail::chunk_run{int64_max - 5, int64_max}));
+    BOOST_TEST(edge.done());
+    const std::vector<detail::chunk_run> wide{{int64_max - 10, int64_max - 5}, {int64_max - 5, int64_max}};
+    const std::vector<detail::chunk_run> whole{{int64_max - 10, int64_max}};
+    BOOST_TEST(all_runs(detail::run_splitter({int64_max - 10, int64_max, 0}, int64_max / 2 + 3, 3)) == whole,
+               boost::test_tools::per_element());
+    BOOST_TEST(all_runs(detail::run_splitter({int64_max - 10, int64_max, 0}, 6, 2)) == wide,
+               boost::test_tools::per_element());
 }
 
 namespace {

@@ -75,22 +75,30 @@ private:
 [[nodiscard]] std::int64_t chunks_per_run(std::int32_t chunk_size, std::int64_t max_run_bytes);
 
 // Cuts a chunk range into consecutive runs of at most max_chunks chunks, lazily, so that a file with billions
-// of chunks costs nothing up front. The last run may be shorter.
+// of chunks costs nothing up front.
+//
+// The runs go out over `ways` connections, and a server works through each connection's requests one after
+// the other. Cut into full runs and a short last one, the range would end with one connection still serving
+// its last full run alone while the others are done: on a server with two cores and two connections, half its
+// capacity idle for that run. So the remainder, once it is more than one run but less than ways full runs, is
+// cut into `ways` runs of nearly equal size (a remainder of 17 chunks over 2 ways: 9 and 8, not 16 and 1).
+// With ways = 1, every run is full but the last.
 class run_splitter {
 public:
-    // Throws errc::invalid_argument when max_chunks <= 0 or range.first > range.end or range.first < 0.
-    run_splitter(chunk_range range, std::int64_t max_chunks);
+    // Throws errc::invalid_argument when max_chunks <= 0, ways <= 0, range.first > range.end or
+    // range.first < 0.
+    run_splitter(chunk_range range, std::int64_t max_chunks, std::int64_t ways = 1);
 
     [[nodiscard]] bool done() const noexcept { return next_ == end_; }
     // The next run. Throws errc::invalid_argument when done().
     [[nodiscard]] chunk_run next();
-    // Runs not yet returned by next().
-    [[nodiscard]] std::int64_t remaining_runs() const noexcept;
 
 private:
     std::int64_t next_;
     std::int64_t end_;
     std::int64_t max_chunks_;
+    std::int64_t ways_;
+    std::int64_t tail_runs_left_ = 0;  // once in the remainder cut into equal runs: how many of them are left
 };
 
 }  // namespace gridflow::gridfs::detail
