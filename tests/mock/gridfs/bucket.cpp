@@ -1,8 +1,8 @@
 // The bucket against a scripted server: connections dropped mid upload and mid download, a failed insert
 // batch among others in flight, malformed chunk documents, and the range arithmetic at the end of a file of
 // 5 GiB + 3 bytes that is never stored anywhere (its chunks are generated as the reader asks for them), and
-// extra files-document fields written in the files insert itself, and the first chunk query of a download
-// sent with its files find.
+// extra files-document fields written in the files insert itself, the first chunk query of a download sent
+// with its files find, and a local file sent from a mapping of it, and cut short under that mapping.
 #define BOOST_TEST_MODULE mock_gridfs_bucket
 #include <boost/test/data/monomorphic.hpp>
 #include <boost/test/data/test_case.hpp>
@@ -1232,6 +1232,117 @@ BOOST_AUTO_TEST_CASE(a_short_remainder_rides_in_the_last_insert) {
     // Per upload: 4 full inserts, then the fifth with the 2 chunks of the remainder: 6 chunks.
     const std::vector<std::size_t> expected{4, 4, 4, 4, 6, 4, 4, 4, 4, 6};
     BOOST_TEST(insert_sizes == expected, boost::test_tools::per_element());
+}
+
+// A local file's whole blocks go to the socket from a read-only mapping of the file (bucket.cpp,
+// may_send_mapped), unless something in this process must read its bytes: a checksum to compute. Blocks of
+// 400 bytes start inside pages, so every mapping but the first begins before its block. The server sees the
+// file's bytes either way, chunk by chunk.
+
+namespace scripted {
+
+// Whether the file at `path` is mapped into this process now.
+bool is_mapped(const std::filesystem::path& path) {
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    while (std::getline(maps, line)) {
+        if (line.ends_with(" " + path.string()))
+            return true;
+    }
+    return false;
+}
+
+}  // namespace scripted
+
+BOOST_DATA_TEST_CASE(a_file_goes_out_from_a_mapping_unless_its_bytes_are_hashed,
+                     data::make({"plain", "sha256", "md5"}), checksum) {
+    asio::io_context io;
+    gridfs_server server(io);
+    std::map<std::int32_t, std::vector<std::uint8_t>> chunks;
+    std::optional<bool> mapped_during_first_insert;
+    const auto path = std::filesystem::temp_directory_path() /
+                      ("gridflow-mapped-" + std::to_string(::getpid()) + "-" + checksum + ".bin");
+    server.on("insert fs.chunks", [&](peer& p, received_request request) -> asio::awaitable<void> {
+        if (!mapped_during_first_insert)
+            mapped_during_first_insert = is_mapped(path);
+        for (const auto& doc : request.sequence("documents")->documents) {
+            const auto bytes = doc.at("data").as_binary().bytes;
+            chunks[doc.at("n").as_int32()].assign(bytes.begin(), bytes.end());
+        }
+        co_await server.serve_default(p, std::move(request));
+    });
+    // 8 blocks of 4 chunks of 100 bytes, then 1 chunk and 30 bytes.
+    const auto bytes = content(0, 8 * 400 + 130);
+    {
+        std::ofstream out(path, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    }
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket_options options;
+        options.chunk_size_bytes = 100;
+        options.batch_bytes = 4 * 162 + 100;
+        options.enable_sha256 = std::string_view(checksum) == "sha256";
+        options.enable_md5 = std::string_view(checksum) == "md5";
+        gridfs::bucket fs(client.database("db"), options);
+        co_await fs.upload_from_file("file.bin", path);
+    });
+    std::filesystem::remove(path);
+    BOOST_TEST(mapped_during_first_insert.value_or(false) == (std::string_view(checksum) == "plain"));
+    std::vector<std::uint8_t> stored;
+    std::int32_t expected_n = 0;
+    for (const auto& [n, data] : chunks) {
+        BOOST_TEST(n == expected_n++);
+        stored.insert(stored.end(), data.begin(), data.end());
+    }
+    BOOST_TEST(stored == bytes, boost::test_tools::per_element());
+    BOOST_TEST_REQUIRE(server.files_inserted.size() == 1u);
+    BOOST_TEST(server.files_inserted[0].view().at("length").as_integer() ==
+               static_cast<std::int64_t>(bytes.size()));
+}
+
+// A file cut short while its blocks are still being sent: the kernel's copy from the lost pages fails the
+// connection's write (in user space the same read would be SIGBUS), and the upload fails with
+// errc::invalid_argument naming the file, never stores a files document, and deletes the chunks it sent. One
+// insert in flight, so the file is cut while the second block waits, mapped, for the first one's reply.
+BOOST_AUTO_TEST_CASE(a_file_cut_short_under_its_mapping_fails_its_upload) {
+    asio::io_context io;
+    gridfs_server server(io);
+    const auto path =
+        std::filesystem::temp_directory_path() / ("gridflow-cut-" + std::to_string(::getpid()) + ".bin");
+    std::size_t chunk_inserts = 0;
+    std::size_t chunk_deletes = 0;
+    server.on("insert fs.chunks", [&](peer& p, received_request request) -> asio::awaitable<void> {
+        if (chunk_inserts++ == 0)
+            std::filesystem::resize_file(path, 0);
+        co_await server.serve_default(p, std::move(request));
+    });
+    server.on("delete fs.chunks", [&](peer& p, received_request request) -> asio::awaitable<void> {
+        ++chunk_deletes;
+        co_await server.serve_default(p, std::move(request));
+    });
+    const auto bytes = content(0, 8 * 400);
+    {
+        std::ofstream out(path, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    }
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket_options options;
+        options.chunk_size_bytes = 100;
+        options.batch_bytes = 4 * 162 + 100;
+        options.max_in_flight = 1;
+        gridfs::bucket fs(client.database("db"), options);
+        try {
+            co_await fs.upload_from_file("file.bin", path);
+            BOOST_FAIL("the upload of a file cut short succeeded");
+        } catch (const error& e) {
+            BOOST_TEST(e.code() == errc::invalid_argument, e.what());
+            BOOST_TEST(std::string(e.what()).find("shrank to 0 bytes") != std::string::npos, e.what());
+        }
+    });
+    std::filesystem::remove(path);
+    BOOST_TEST(chunk_inserts == 1u);
+    BOOST_TEST(server.files_inserted.empty());
+    BOOST_TEST(chunk_deletes == 1u);
 }
 
 // Small uploads (at most one chunk) share insert commands: the chunk and files documents handed over while
