@@ -1203,6 +1203,24 @@ BOOST_AUTO_TEST_CASE(a_prefetch_for_another_chunk_size_is_dropped_and_the_file_r
 // of 5 batches and a bit is 5 inserts, not 6, whether it comes from a buffer, from a local file (whose last
 // block is sized from its length) or through a stream's last write before close.
 
+namespace scripted {
+
+void write_file(const std::filesystem::path& path, const std::vector<std::uint8_t>& bytes) {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Chunks of 100 bytes, and room for 4 chunk documents (162 bytes each with an ObjectId files_id) per insert,
+// not 5: a file block or staging buffer is 400 bytes.
+gridfs::bucket_options four_chunks_per_insert() {
+    gridfs::bucket_options options;
+    options.chunk_size_bytes = 100;
+    options.batch_bytes = 4 * 162 + 100;
+    return options;
+}
+
+}  // namespace scripted
+
 BOOST_AUTO_TEST_CASE(a_short_remainder_rides_in_the_last_insert) {
     asio::io_context io;
     gridfs_server server(io);
@@ -1215,16 +1233,9 @@ BOOST_AUTO_TEST_CASE(a_short_remainder_rides_in_the_last_insert) {
     const auto bytes = content(0, 5 * 400 + 130);
     const auto path =
         std::filesystem::temp_directory_path() / ("gridflow-stretch-" + std::to_string(::getpid()) + ".bin");
-    {
-        std::ofstream out(path, std::ios::binary);
-        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    }
+    write_file(path, bytes);
     run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
-        gridfs::bucket_options options;
-        options.chunk_size_bytes = 100;
-        // Room for 4 chunk documents of 100 data bytes (162 bytes each with an ObjectId files_id), not 5.
-        options.batch_bytes = 4 * 162 + 100;
-        gridfs::bucket fs(client.database("db"), options);
+        gridfs::bucket fs(client.database("db"), four_chunks_per_insert());
         co_await fs.upload_from_buffer("buffer.bin", bytes);
         co_await fs.upload_from_file("file.bin", path);
     });
@@ -1273,14 +1284,9 @@ BOOST_DATA_TEST_CASE(a_file_goes_out_from_a_mapping_unless_its_bytes_are_hashed,
     });
     // 8 blocks of 4 chunks of 100 bytes, then 1 chunk and 30 bytes.
     const auto bytes = content(0, 8 * 400 + 130);
-    {
-        std::ofstream out(path, std::ios::binary);
-        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    }
+    write_file(path, bytes);
     run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
-        gridfs::bucket_options options;
-        options.chunk_size_bytes = 100;
-        options.batch_bytes = 4 * 162 + 100;
+        gridfs::bucket_options options = four_chunks_per_insert();
         options.enable_sha256 = std::string_view(checksum) == "sha256";
         options.enable_md5 = std::string_view(checksum) == "md5";
         gridfs::bucket fs(client.database("db"), options);
@@ -1321,14 +1327,9 @@ BOOST_AUTO_TEST_CASE(a_file_cut_short_under_its_mapping_fails_its_upload) {
         co_await server.serve_default(p, std::move(request));
     });
     const auto bytes = content(0, 8 * 400);
-    {
-        std::ofstream out(path, std::ios::binary);
-        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    }
+    write_file(path, bytes);
     run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
-        gridfs::bucket_options options;
-        options.chunk_size_bytes = 100;
-        options.batch_bytes = 4 * 162 + 100;
+        gridfs::bucket_options options = four_chunks_per_insert();
         options.max_in_flight = 1;
         gridfs::bucket fs(client.database("db"), options);
         try {
