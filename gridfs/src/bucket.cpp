@@ -464,13 +464,17 @@ using block_reader = std::function<asio::awaitable<std::size_t>(std::shared_ptr<
 // of a full one and a short one (see upload_batcher, "Stretching"). The block is one byte larger than that
 // remainder, so the read that comes up short proves the end without another block. A source that is longer
 // or shorter than expected is still read to its end; only the batch boundaries differ.
+bool fits_one_stretched_block(std::uint64_t remaining, std::size_t staging_size) noexcept {
+    return remaining <= staging_size + staging_size / 2;
+}
+
 asio::awaitable<void> upload_blocks(detail::upload_state& s, block_reader read, bool& source_failed,
                                     std::optional<std::uint64_t> expected_size = std::nullopt) {
     std::uint64_t sent = 0;
     for (;;) {
         std::size_t block_size = s.staging_size;
         if (expected_size && *expected_size > sent &&
-            *expected_size - sent <= s.staging_size + s.staging_size / 2)
+            fits_one_stretched_block(*expected_size - sent, s.staging_size))
             block_size = static_cast<std::size_t>(*expected_size - sent) + 1;
         // Not value-initialised: the read overwrites what is sent, and zeroing 4 MiB per block is a pass over
         // memory for nothing. Recycled, so the block's pages are resident from an earlier one.
@@ -582,20 +586,37 @@ asio::awaitable<void> upload_from_path(detail::upload_state& s, const std::files
     std::optional<std::uint64_t> size;
     if (::fstat(fd, &status) == 0 && S_ISREG(status.st_mode))
         size = static_cast<std::uint64_t>(status.st_size);
-    // Whole staging blocks from a mapping, up to the last block and a half, which the reads below send as
-    // one stretched block (upload_blocks): they also take in whatever the file grew by since it was opened,
-    // and their short read proves its end, so a file is sent to its end either way.
+    block_reader read = [file, path](std::shared_ptr<std::uint8_t[]> block,
+                                           std::span<std::uint8_t> into) -> asio::awaitable<std::size_t> {
+        // The pool's coroutine holds the file and the block, so an abandoned caller cannot free them under it.
+        auto on_pool = [](std::shared_ptr<file_descriptor> f, std::shared_ptr<std::uint8_t[]> keep,
+                          std::span<std::uint8_t> out, std::string name) -> asio::awaitable<std::size_t> {
+            (void)keep;
+            for (;;) {
+                const ssize_t n = ::read(f->fd, out.data(), out.size());
+                if (n >= 0)
+                    co_return static_cast<std::size_t>(n);
+                if (errno != EINTR)
+                    throw error(errc::invalid_argument,
+                                "GridFS upload: cannot read " + name + ": " + std::strerror(errno));
+            }
+        };
+        co_return co_await asio::co_spawn(file_io(), on_pool(file, std::move(block), into, path.string()),
+                                          asio::use_awaitable);
+    };
+    // Whole staging blocks from a mapping, up to the last block and a half, which the reads send as one
+    // stretched block (upload_blocks): they also take in whatever the file grew by since it was opened, and
+    // their short read proves its end, so a file is sent to its end either way.
     std::uint64_t mapped = 0;
     try {
         if (size && may_send_mapped(s)) {
-            const std::uint64_t block = s.staging_size;
-            while (*size - mapped > block + block / 2) {
+            while (!fits_one_stretched_block(*size - mapped, s.staging_size)) {
                 auto mapping = co_await asio::co_spawn(file_io(), map_block(file, mapped, s.staging_size),
                                                        asio::use_awaitable);
                 if (!mapping)
                     break;
                 co_await s.write_in_place(mapping->bytes(), mapping, false);
-                mapped += block;
+                mapped += s.staging_size;
             }
             if (mapped > 0 && ::lseek(fd, static_cast<off_t>(mapped), SEEK_SET) < 0) {
                 source_failed = true;
@@ -603,25 +624,6 @@ asio::awaitable<void> upload_from_path(detail::upload_state& s, const std::files
                             "GridFS upload: cannot seek in " + path.string() + ": " + std::strerror(errno));
             }
         }
-        block_reader read = [file, path](std::shared_ptr<std::uint8_t[]> block,
-                                         std::span<std::uint8_t> into) -> asio::awaitable<std::size_t> {
-            // The pool's coroutine holds the file and the block, so an abandoned caller cannot free them
-            // under it.
-            auto on_pool = [](std::shared_ptr<file_descriptor> f, std::shared_ptr<std::uint8_t[]> keep,
-                              std::span<std::uint8_t> out, std::string name) -> asio::awaitable<std::size_t> {
-                (void)keep;
-                for (;;) {
-                    const ssize_t n = ::read(f->fd, out.data(), out.size());
-                    if (n >= 0)
-                        co_return static_cast<std::size_t>(n);
-                    if (errno != EINTR)
-                        throw error(errc::invalid_argument,
-                                    "GridFS upload: cannot read " + name + ": " + std::strerror(errno));
-                }
-            };
-            co_return co_await asio::co_spawn(file_io(), on_pool(file, std::move(block), into, path.string()),
-                                              asio::use_awaitable);
-        };
         co_await upload_blocks(s, std::move(read), source_failed,
                                size ? std::optional<std::uint64_t>(*size - mapped) : std::nullopt);
     } catch (...) {
