@@ -33,9 +33,10 @@ using handoff = std::optional<connection>;
 using waiter_signature = void(std::exception_ptr, handoff);
 
 struct waiter {
-    // Constructed with its handler, never assigned one: any_completion_handler's move assignment in Boost 1.81
-    // wraps the handler in itself without end.
-    waiter(asio::any_completion_handler<waiter_signature> h, asio::any_io_executor ex, asio::cancellation_slot s)
+    // Constructed with its handler, never assigned one: any_completion_handler's move assignment in
+    // Boost 1.81 wraps the handler in itself without end.
+    waiter(asio::any_completion_handler<waiter_signature> h, asio::any_io_executor ex,
+           asio::cancellation_slot s)
         : handler(std::move(h)), executor(std::move(ex)), slot(s) {}
     asio::any_completion_handler<waiter_signature> handler;
     asio::any_io_executor executor;
@@ -44,14 +45,15 @@ struct waiter {
 
 // Runs the waiter's handler on its executor; the handler is only ever move-constructed.
 struct delivery {
-    delivery(asio::any_completion_handler<waiter_signature> h, asio::cancellation_slot s, std::exception_ptr f,
-             handoff c)
+    delivery(asio::any_completion_handler<waiter_signature> h, asio::cancellation_slot s,
+             std::exception_ptr f, handoff c)
         : handler(std::move(h)), slot(s), failure(std::move(f)), conn(std::move(c)) {}
     delivery(delivery&&) noexcept = default;
     delivery(const delivery&) = delete;
 
     void operator()() {
-        if (slot.is_connected()) slot.clear();
+        if (slot.is_connected())
+            slot.clear();
         std::move(handler)(failure, std::move(conn));
     }
 
@@ -84,8 +86,9 @@ public:
             [self = shared_from_this()](auto handler) {
                 auto slot = asio::get_associated_cancellation_slot(handler);
                 auto executor = asio::get_associated_executor(handler, self->executor_);
-                auto w = std::make_shared<waiter>(asio::any_completion_handler<waiter_signature>(std::move(handler)),
-                                                  std::move(executor), slot);
+                auto w = std::make_shared<waiter>(
+                    asio::any_completion_handler<waiter_signature>(std::move(handler)), std::move(executor),
+                    slot);
                 std::lock_guard lock(self->mutex_);
                 if (self->closed_) {
                     complete(w, std::make_exception_ptr(error(errc::pool_closed, "connection pool closed")),
@@ -102,9 +105,11 @@ public:
                     w->slot.assign([weak = std::weak_ptr(w), self](asio::cancellation_type) {
                         std::lock_guard inner(self->mutex_);
                         auto waiting = weak.lock();
-                        if (!waiting || !waiting->handler) return;
+                        if (!waiting || !waiting->handler)
+                            return;
                         std::erase(self->waiters_, waiting);
-                        complete(waiting, std::make_exception_ptr(error(errc::cancelled, "acquire cancelled")),
+                        complete(waiting,
+                                 std::make_exception_ptr(error(errc::cancelled, "acquire cancelled")),
                                  std::nullopt);
                     });
                 }
@@ -118,18 +123,34 @@ public:
         for (;;) {
             std::unique_lock lock(self->mutex_);
             if (self->closed_) {
-                throw error(errc::pool_closed, "connection pool for " + self->address_.to_string() + " is closed");
+                throw error(errc::pool_closed,
+                            "connection pool for " + self->address_.to_string() + " is closed");
             }
-            if (auto c = self->take_idle()) co_return pool::lease(self, std::move(*c));
+            if (auto c = self->take_idle())
+                co_return pool::lease(self, std::move(*c));
             if (self->should_open_own()) {
                 ++self->total_;
                 lock.unlock();
-                co_return pool::lease(self, co_await self->open_counted());
+                // Uncounted here, by the caller, whatever the failure: a caller whose cancellation arrived
+                // with its wake-up for room throws at this co_await before the open even starts.
+                std::optional<connection> opened;
+                try {
+                    opened.emplace(co_await connection::open(self->executor_, self->address_,
+                                                             self->options_.connection));
+                } catch (...) {
+                    self->uncount_failed_open();
+                    throw;
+                }
+                co_return pool::lease(self, std::move(*opened));
             }
             lock.unlock();
-            handoff h = co_await async::with_timeout(self->wait(asio::use_awaitable), self->options_.wait_queue_timeout,
-                                                     "waiting for a connection to " + self->address_.to_string());
-            if (h) co_return pool::lease(self, std::move(*h));
+            // A connection handed over as the wait queue's deadline passes still arrives here (with_timeout
+            // returns a result that made it), and so does a wake-up for room.
+            handoff h = co_await async::with_timeout(
+                self->wait(asio::use_awaitable), self->options_.wait_queue_timeout,
+                "waiting for a connection to " + self->address_.to_string());
+            if (h)
+                co_return pool::lease(self, std::move(*h));
             // Room appeared: loop and take it (or an idle connection, if one came back meanwhile).
         }
     }
@@ -151,7 +172,8 @@ public:
         while (!waiters_.empty()) {
             auto w = std::move(waiters_.front());
             waiters_.pop_front();
-            if (!w->handler) continue;
+            if (!w->handler)
+                continue;
             complete(w, nullptr, std::move(c));
             return;
         }
@@ -163,7 +185,8 @@ public:
         std::deque<idle_connection> idle;
         {
             std::lock_guard lock(mutex_);
-            if (closed_) return;
+            if (closed_)
+                return;
             closed_ = true;
             waiters.swap(waiters_);
             idle.swap(idle_);
@@ -172,7 +195,8 @@ public:
         const auto failure = std::make_exception_ptr(
             error(errc::pool_closed, "connection pool for " + address_.to_string() + " closed"));
         for (auto& w : waiters) {
-            if (w->handler) complete(w, failure, std::nullopt);
+            if (w->handler)
+                complete(w, failure, std::nullopt);
         }
         abandon_background_opens();
         // idle's destructor closes the connections.
@@ -247,22 +271,19 @@ private:
         while (!waiters_.empty()) {
             auto w = std::move(waiters_.front());
             waiters_.pop_front();
-            if (!w->handler) continue;
+            if (!w->handler)
+                continue;
             complete(w, nullptr, std::nullopt);
             return;
         }
     }
 
-    // Opens a connection that was already counted in total_; uncounts it on failure.
-    asio::awaitable<connection> open_counted() {
-        try {
-            co_return co_await connection::open(executor_, address_, options_.connection);
-        } catch (...) {
-            std::lock_guard lock(mutex_);
-            --total_;
-            wake_one_for_room();
-            throw;
-        }
+    // A connection counted in total_ for a caller's own open will not exist: the room goes to the next
+    // waiter.
+    void uncount_failed_open() noexcept {
+        std::lock_guard lock(mutex_);
+        --total_;
+        wake_one_for_room();
     }
 
     // One open that nobody waits for (min_size, prepare()). It runs on a strand of its own, where close()
@@ -337,7 +358,7 @@ private:
     mutable std::mutex mutex_;
     std::deque<idle_connection> idle_;
     std::deque<std::shared_ptr<waiter>> waiters_;
-    std::size_t total_ = 0;    // leased, idle and being opened
+    std::size_t total_ = 0;  // leased, idle and being opened
     // Being opened in the background, not yet anybody's; each removes itself when it ends.
     std::vector<std::shared_ptr<background_open>> background_opens_;
     bool closed_ = false;
@@ -362,13 +383,15 @@ pool::lease::~lease() {
 }
 
 void pool::lease::give_back() noexcept {
-    if (owner_ && connection_) owner_->give_back(std::move(*connection_));
+    if (owner_ && connection_)
+        owner_->give_back(std::move(*connection_));
     connection_.reset();
     owner_.reset();
 }
 
 pool::pool(asio::any_io_executor executor, host_port address, pool_options options)
-    : state_(std::make_shared<detail::pool_state>(std::move(executor), std::move(address), std::move(options))) {
+    : state_(
+          std::make_shared<detail::pool_state>(std::move(executor), std::move(address), std::move(options))) {
     state_->refill();
 }
 

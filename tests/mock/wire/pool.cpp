@@ -8,12 +8,16 @@
 
 #include "support/mock_server.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <functional>
+#include <optional>
 
 namespace asio = boost::asio;
 using namespace asio::experimental::awaitable_operators;
@@ -75,7 +79,8 @@ BOOST_AUTO_TEST_CASE(returned_connection_is_handed_to_the_waiter) {
             asio::steady_timer release_later(io, 50ms);
             auto waiter = [&]() -> asio::awaitable<void> {
                 auto second = co_await pool.acquire();
-                const wire::reply r = co_await second->run_command("db", bson::document::from_json(R"({"ping": 1})"));
+                const wire::reply r =
+                    co_await second->run_command("db", bson::document::from_json(R"({"ping": 1})"));
                 BOOST_TEST(r.body().at("ok").truthy());
             };
             auto releaser = [&]() -> asio::awaitable<void> {
@@ -120,7 +125,8 @@ BOOST_AUTO_TEST_CASE(broken_connection_is_dropped_and_replaced) {
             }
             BOOST_TEST(pool.stats().total == 0u);
             auto fresh = co_await pool.acquire();
-            const wire::reply r = co_await fresh->run_command("db", bson::document::from_json(R"({"ping": 1})"));
+            const wire::reply r =
+                co_await fresh->run_command("db", bson::document::from_json(R"({"ping": 1})"));
             BOOST_TEST(r.body().at("ok").truthy());
         };
         // Returned connections stay open in the pool until it closes; the server waits for that close.
@@ -404,5 +410,162 @@ BOOST_AUTO_TEST_CASE(an_acquire_waiting_for_a_background_open_that_fails_reports
             co_await callers_own.hang_up();
         };
         co_await (client_side() && server_side());
+    }());
+}
+
+namespace {
+
+// Accepts every connection the pool opens and answers its pings until the client closes it; `open` counts the
+// connections the server side still holds. Ends when the server stops listening.
+asio::awaitable<void> hold_every_connection(mock_server& server, std::size_t& open) {
+    const auto executor = co_await asio::this_coro::executor;
+    for (;;) {
+        std::optional<test::mock_connection> accepted;
+        try {
+            accepted.emplace(co_await server.accept(30s));
+        } catch (const std::exception&) {
+            co_return;
+        }
+        ++open;
+        asio::co_spawn(
+            executor,
+            [&open, conn = std::move(*accepted)]() mutable -> asio::awaitable<void> {
+                try {
+                    for (;;) {
+                        const auto ping = co_await conn.receives_command("ping", 30s);
+                        co_await conn.reply(ping, test::reply_ok());
+                    }
+                } catch (const std::exception&) {
+                    // The client closed it (or the mock's deadline passed, which the pool's counts then
+                    // show).
+                }
+                --open;
+            },
+            asio::detached);
+    }
+}
+
+// Waits until `done()` holds, for at most 2 s.
+asio::awaitable<void> until(const std::function<bool()>& done) {
+    asio::steady_timer tick(co_await asio::this_coro::executor);
+    for (int i = 0; i < 400 && !done(); ++i) {
+        tick.expires_after(5ms);
+        co_await tick.async_wait(asio::use_awaitable);
+    }
+}
+
+}  // namespace
+
+// waitQueueTimeoutMS racing releases: a waiter whose deadline fires in the same turn as a release hands it
+// the connection. That connection reaches the caller (or back to the pool): were it dropped, total would keep
+// counting it, and once every counted connection was lost so, every acquire() would time out with none open.
+BOOST_AUTO_TEST_CASE(a_connection_handed_over_as_the_wait_times_out_is_not_lost) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        wire::pool_options options;
+        options.max_size = 2;
+        options.wait_queue_timeout = 1ms;
+        wire::pool pool(io.get_executor(), {"127.0.0.1", server.port()}, options);
+        std::size_t open = 0;
+        asio::co_spawn(io, hold_every_connection(server, open), asio::detached);
+
+        std::size_t leased = 0;
+        std::size_t timed_out = 0;
+        // Each holder keeps its lease for as long as a waiter may wait, so releases and deadlines meet.
+        auto worker = [&]() -> asio::awaitable<void> {
+            asio::steady_timer hold(io);
+            for (int i = 0; i < 150; ++i) {
+                try {
+                    auto lease = co_await pool.acquire();
+                    ++leased;
+                    hold.expires_after(1ms);
+                    co_await hold.async_wait(asio::use_awaitable);
+                } catch (const error& e) {
+                    BOOST_TEST_REQUIRE(e.code() == errc::timeout, e.what());
+                    ++timed_out;
+                }
+            }
+        };
+        co_await (worker() && worker() && worker() && worker() && worker() && worker() && worker() &&
+                  worker());
+        BOOST_TEST_MESSAGE("leased " << leased << " times, timed out " << timed_out << " times");
+        BOOST_TEST(leased > 0u);
+        BOOST_TEST(timed_out > 0u);
+
+        co_await until([&] { return pool.stats().total == open; });
+        BOOST_TEST(pool.stats().waiting == 0u);
+        BOOST_TEST(pool.stats().idle == pool.stats().total);
+        BOOST_TEST(pool.stats().total == open);
+        {
+            auto lease = co_await pool.acquire();
+            const wire::reply r =
+                co_await lease->run_command("db", bson::document::from_json(R"({"ping": 1})"));
+            BOOST_TEST(r.body().at("ok").truthy());
+        }
+        pool.close();
+        co_await until([&] { return open == 0; });
+        server.close();
+    }());
+}
+
+// The caller's own cancellation racing a wake-up for room: a waiter told to open a connection (the leased one
+// broke and was dropped) as its cancellation arrives must not leave that room counted in total. Each round,
+// the release and the waiter's cancellation are due at the same instant, so they meet in one turn of the
+// io_context in either order.
+BOOST_AUTO_TEST_CASE(room_given_to_a_waiter_as_it_is_cancelled_is_not_lost) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        wire::pool pool(io.get_executor(), {"127.0.0.1", server.port()}, one_connection());
+        std::size_t open = 0;
+        asio::co_spawn(io, hold_every_connection(server, open), asio::detached);
+
+        std::size_t leased = 0;
+        std::size_t gave_up = 0;
+        for (int round = 0; round < 40; ++round) {
+            asio::steady_timer stuck(io, 2s);
+            auto first = co_await (pool.acquire() || stuck.async_wait(asio::use_awaitable));
+            BOOST_TEST_REQUIRE(first.index() == 0u,
+                               "acquire() waits with no connection leased, round " << round);
+            std::optional<wire::pool::lease> held(std::move(std::get<0>(first)));
+            // Broken now, so that its release is a wake-up for room rather than a hand-over.
+            (*held)->close();
+            const auto instant = asio::steady_timer::clock_type::now() + 2ms;
+            // Armed first, so that in the turn where both are due the release tends to run first.
+            auto releaser = [&]() -> asio::awaitable<void> {
+                asio::steady_timer release(io, instant);
+                co_await release.async_wait(asio::use_awaitable);
+                BOOST_TEST((*held)->is_broken());
+                held.reset();
+            };
+            auto waiter = [&]() -> asio::awaitable<void> {
+                asio::steady_timer give_up(io, instant);
+                auto result = co_await (pool.acquire() || give_up.async_wait(asio::use_awaitable));
+                if (result.index() == 1) {
+                    ++gave_up;
+                    co_return;
+                }
+                ++leased;
+                std::get<0>(result)->close();
+            };
+            co_await (releaser() && waiter());
+        }
+        BOOST_TEST_MESSAGE("leased " << leased << " times, gave up " << gave_up << " times");
+
+        co_await until([&] { return pool.stats().total == open; });
+        BOOST_TEST(pool.stats().waiting == 0u);
+        BOOST_TEST(pool.stats().total == open);
+        {
+            asio::steady_timer give_up(io, 2s);
+            auto last = co_await (pool.acquire() || give_up.async_wait(asio::use_awaitable));
+            BOOST_TEST_REQUIRE(last.index() == 0u, "acquire() waits with no connection leased");
+            const wire::reply r =
+                co_await std::get<0>(last)->run_command("db", bson::document::from_json(R"({"ping": 1})"));
+            BOOST_TEST(r.body().at("ok").truthy());
+        }
+        pool.close();
+        co_await until([&] { return open == 0; });
+        server.close();
     }());
 }

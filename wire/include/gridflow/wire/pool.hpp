@@ -4,12 +4,12 @@
 // pool, or drops it when it is broken. A connection itself can carry many requests at once, so a caller that
 // pipelines (the GridFS engine) leases a few connections and keeps several requests in flight on each.
 //
-// Order of preference in acquire(): an idle healthy connection (most recently used first, so idle ones age out
-// at the back), then one being opened in the background (min_size, prepare()) that no earlier caller waits
-// for, then a new connection while fewer than max_size exist, then waiting in a FIFO queue for a connection
-// to come back or for room to open one. Broken connections and connections idle longer than max_idle_time
-// are dropped when seen. close() cancels the background opens; let the executor run until they end (as for
-// the connections it closes) before destroying the io_context.
+// Order of preference in acquire(): an idle healthy connection (most recently used first, so idle ones age
+// out at the back), then one being opened in the background (min_size, prepare()) that no earlier caller
+// waits for, then a new connection while fewer than max_size exist, then waiting in a FIFO queue for a
+// connection to come back or for room to open one. Broken connections and connections idle longer than
+// max_idle_time are dropped when seen. close() cancels the background opens; let the executor run until they
+// end (as for the connections it closes) before destroying the io_context.
 //
 // Thread safety: a pool may be used from any number of coroutines on any threads.
 #pragma once
@@ -63,7 +63,7 @@ public:
     };
 
     struct statistics {
-        std::size_t total = 0;    // open, leased or being opened
+        std::size_t total = 0;  // open, leased or being opened
         std::size_t idle = 0;
         std::size_t waiting = 0;  // callers queued in acquire()
         std::size_t opening = 0;  // being opened in the background (min_size, prepare()), counted in total
@@ -79,8 +79,11 @@ public:
     //
     // Throws gridflow::error: errc::timeout when wait_queue_timeout expires while waiting, errc::pool_closed,
     // or whatever connection::open throws when a new connection is needed and cannot be made.
-    // Cancellation: a waiting caller leaves the queue and sees errc::cancelled; a connection being opened for
-    // the caller is abandoned (closed).
+    //
+    // Cancellation (any type): a waiting caller leaves the queue and sees errc::cancelled; a connection being
+    // opened for the caller is abandoned (closed) and its room in max_size freed. A connection handed to the
+    // caller in the same turn as its cancellation or its wait_queue_timeout is still lent (the lease is the
+    // result; dropping it returns the connection), so a race never loses a connection while total counts it.
     boost::asio::awaitable<lease> acquire();
 
     // Lends an idle connection now, or returns nothing: it never opens a connection and never waits. Nothing
