@@ -23,10 +23,15 @@ constexpr std::string_view external_source = "$external";
 
 using raw_option_map = std::map<std::string, std::string, std::less<>>;
 
-// Options whose values are secrets: redacted() masks them and warnings never quote them.
+// Options whose values are secrets, lower-cased: redacted() masks them and warnings never quote them.
+constexpr std::array<std::string_view, 2> secret_options{"proxypassword", "tlscertificatekeyfilepassword"};
+
 bool is_secret_option(std::string_view lower_key) {
-    return lower_key == "proxypassword" || lower_key == "tlscertificatekeyfilepassword";
+    return std::find(secret_options.begin(), secret_options.end(), lower_key) != secret_options.end();
 }
+
+// The longest raw spelling of a secret option's name: every character percent-encoded.
+constexpr std::size_t max_secret_key_size = 3 * std::max(secret_options[0].size(), secret_options[1].size());
 
 bool is_ascii_alnum(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
@@ -105,6 +110,15 @@ std::optional<std::int64_t> parse_integer(std::string_view s) {
     return value;
 }
 
+// The scheme text begins with, when it is one of the two this parser reads.
+std::optional<std::string_view> known_scheme(std::string_view text) {
+    for (const auto scheme : {srv_scheme, mongodb_scheme}) {
+        if (text.starts_with(scheme))
+            return scheme;
+    }
+    return std::nullopt;
+}
+
 // The text after the scheme, split as the Connection String spec's reference algorithm does: the authority
 // runs to the first '/' or '?' (so neither may appear unescaped in user information or hosts), and the last
 // '@' in it ends the user information.
@@ -113,21 +127,29 @@ struct uri_parts {
     std::string_view hosts;
     std::optional<std::string_view> path;   // after the '/' that ends the hosts, up to '?'
     std::optional<std::string_view> query;  // after the first '?' that follows the hosts
+    std::size_t authority_end = 0;          // offset of that first '/' or '?', else the size of the text
+    // An '@' follows the authority, so where the user information ends is not certain. The spec reads that
+    // '@' as part of the database name or of an option value, but it may as well end a user name or password
+    // that holds an unescaped '/' or '?' (base64 passwords hold '/'): then the password may be anything
+    // before the last '@', and no piece of the text before it may be shown.
+    bool userinfo_uncertain = false;
 };
 
 uri_parts split_parts(std::string_view rest) {
     uri_parts parts;
-    const auto authority_end = rest.find_first_of("/?");
-    const auto authority = rest.substr(0, authority_end);
+    parts.authority_end = std::min(rest.find_first_of("/?"), rest.size());
+    const auto last_at = rest.rfind('@');
+    parts.userinfo_uncertain = last_at != std::string_view::npos && last_at > parts.authority_end;
+    const auto authority = rest.substr(0, parts.authority_end);
     if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
         parts.userinfo = authority.substr(0, at);
         parts.hosts = authority.substr(at + 1);
     } else {
         parts.hosts = authority;
     }
-    if (authority_end == std::string_view::npos)
+    if (parts.authority_end == rest.size())
         return parts;
-    auto tail = rest.substr(authority_end);
+    auto tail = rest.substr(parts.authority_end);
     const auto question = tail.find('?');
     if (tail.front() == '/')
         parts.path = tail.substr(1, question == std::string_view::npos ? question : question - 1);
@@ -136,81 +158,115 @@ uri_parts split_parts(std::string_view rest) {
     return parts;
 }
 
-// True when an '@' that must end user information comes after the authority: the user name or password holds
-// an unescaped '/' or '?', so where the password ends cannot be known. An '@' inside an option value
-// (replicaSet=my@set) is fine; one before the first '=' of what follows is not. A database name containing
-// '@' has to be written %40 for this to tell the two apart.
-bool has_misplaced_userinfo(std::string_view rest, const uri_parts& parts) {
-    if (parts.userinfo)
+// True when an '@' after the authority cannot be read as part of an option value: the user name or password
+// then holds an unescaped '/' or '?', or the database name an '@' (which has to be written %40 for the two to
+// be told apart). An '@' in an option value (replicaSet=my@set) is valid by the spec.
+bool has_misplaced_at(const uri_parts& parts) {
+    if (!parts.userinfo_uncertain)
         return false;
-    const auto tail = rest.substr(parts.hosts.size());
-    const auto at = tail.find('@');
-    return at != std::string_view::npos && at < tail.find('=');
+    if (parts.path && parts.path->find('@') != std::string_view::npos)
+        return true;
+    if (!parts.query)
+        return false;
+    const auto pairs = split(*parts.query, '&');
+    return std::any_of(pairs.begin(), pairs.end(), [](std::string_view pair) {
+        const auto at = pair.find('@');
+        return at != std::string_view::npos && at < pair.find('=');
+    });
 }
 
-// The URI as written, with the password and secret option values masked; empty when text is too malformed to
-// tell where the password is (then nothing of it may be shown).
-std::string redact(std::string_view text) {
-    const auto scheme_end = text.find("://");
-    if (scheme_end == std::string_view::npos)
-        return {};
-    const auto rest = text.substr(scheme_end + 3);
-    const auto parts = split_parts(rest);
-    if (has_misplaced_userinfo(rest, parts))
-        return {};
-    std::string out(text.substr(0, scheme_end + 3));
-    if (parts.userinfo) {
-        const auto colon = parts.userinfo->find(':');
-        out += parts.userinfo->substr(0, colon);
-        if (colon != std::string_view::npos) {
-            out += ':';
-            out += mask;
-        }
-        out += '@';
+// Offsets [begin, end) into the text after the scheme that redact() replaces by ***. An empty range still
+// shows ***: "bob:@host" has a password, and showing that it has one reveals nothing of it.
+using hidden_ranges = std::vector<std::pair<std::size_t, std::size_t>>;
+
+// rest with every hidden range, merged with those it overlaps or touches, replaced by ***.
+std::string mask_ranges(std::string_view rest, hidden_ranges hidden) {
+    std::sort(hidden.begin(), hidden.end());
+    std::string out;
+    std::size_t shown_from = 0;
+    for (std::size_t i = 0; i < hidden.size();) {
+        auto [begin, end] = hidden[i];
+        for (++i; i < hidden.size() && hidden[i].first <= end; ++i)
+            end = std::max(end, hidden[i].second);
+        out += rest.substr(shown_from, begin - shown_from);
+        out += mask;
+        shown_from = end;
     }
-    out += parts.hosts;
-    if (parts.path) {
-        out += '/';
-        out += *parts.path;
-    }
-    if (parts.query) {
-        out += '?';
-        bool first = true;
-        for (const auto pair : split(*parts.query, '&')) {
-            if (!first)
-                out += '&';
-            first = false;
-            const auto equals = pair.find('=');
-            const auto key = pair.substr(0, equals);
-            if (equals != std::string_view::npos &&
-                is_secret_option(to_lower_ascii(percent_decode(key).value_or(std::string(key))))) {
-                out += key;
-                out += '=';
-                out += mask;
-            } else {
-                out += pair;
-            }
-        }
-    }
+    out += rest.substr(shown_from);
     return out;
 }
 
-// Raises errc::invalid_uri for one URI, showing it only in its redacted form.
+// The URI as written, with the password and secret option values masked; empty when text does not begin
+// with a known scheme, since what precedes a "://" then may be user information without its scheme.
+std::string redact(std::string_view text) {
+    const auto scheme = known_scheme(text);
+    if (!scheme)
+        return {};
+    const auto rest = text.substr(scheme->size());
+    const auto parts = split_parts(rest);
+    hidden_ranges hidden;
+    if (parts.userinfo_uncertain) {
+        // Whichever '@' ends the user information, it is at or before the last one.
+        hidden.emplace_back(0, rest.rfind('@'));
+    } else if (parts.userinfo) {
+        // A user name cannot hold ':', so the first one starts the password.
+        if (const auto colon = parts.userinfo->find(':'); colon != std::string_view::npos)
+            hidden.emplace_back(colon + 1, parts.userinfo->size());
+    }
+    // Secret option values. Every '?' and '&' after the authority may start a key=value pair, not only those
+    // of the spec's query: when the user information is uncertain, the query may begin at any later '?'.
+    // Masking a pair that the spec reads as part of another option's value errs on the safe side.
+    for (auto start = parts.authority_end; start < rest.size(); ++start) {
+        if (rest[start] != '?' && rest[start] != '&')
+            continue;
+        const auto key_begin = start + 1;
+        const auto key_size = rest.substr(key_begin, max_secret_key_size + 1).find_first_of("=&");
+        if (key_size == std::string_view::npos || rest[key_begin + key_size] != '=')
+            continue;
+        const auto key = rest.substr(key_begin, key_size);
+        if (!is_secret_option(to_lower_ascii(percent_decode(key).value_or(std::string(key)))))
+            continue;
+        const auto value_begin = key_begin + key_size + 1;
+        hidden.emplace_back(value_begin, std::min(rest.find('&', value_begin), rest.size()));
+    }
+    return std::string(*scheme) + mask_ranges(rest, std::move(hidden));
+}
+
+// Raises errc::invalid_uri for one URI, showing it only in its redacted form. Pieces of the URI reach
+// messages and warnings only through quote(), which masks every piece when the user information is
+// uncertain: any piece before the last '@' may then be part of the password.
 class failure_reporter {
 public:
-    explicit failure_reporter(std::string shown) : shown_(std::move(shown)) {}
+    failure_reporter(std::string shown, bool mask_pieces)
+        : shown_(std::move(shown)), mask_pieces_(mask_pieces) {}
 
     [[noreturn]] void fail(const std::string& problem) const {
         std::string what = "invalid MongoDB URI";
         if (!shown_.empty())
             what += " " + quoted(shown_);
-        throw error(errc::invalid_uri, what + ": " + problem);
+        what += ": " + problem;
+        if (masked_any_) {
+            what +=
+                " (pieces of the URI are masked: an '@' after the host list may end a password that holds an "
+                "unescaped '/' or '?')";
+        }
+        throw error(errc::invalid_uri, what);
+    }
+
+    [[nodiscard]] std::string quote(std::string_view piece) const {
+        if (!mask_pieces_)
+            return quoted(piece);
+        masked_any_ = true;
+        return quoted(mask);
     }
 
     [[nodiscard]] const std::string& shown() const noexcept { return shown_; }
 
 private:
     std::string shown_;
+    bool mask_pieces_;
+    // A message or warning masked a piece, so the failure explains why.
+    mutable bool masked_any_ = false;
 };
 
 // ----------------------------------------------------------------------------------------------------
@@ -240,7 +296,7 @@ void check_userinfo_part(const failure_reporter& report, std::string_view raw, b
             i += 2;
         } else if (!is_userinfo_char(c)) {
             report.fail("the " + part + " contains " +
-                        (is_password ? std::string("a character") : quoted({&c, 1})) +
+                        (is_password ? std::string("a character") : report.quote({&c, 1})) +
                         " that must be percent-encoded");
         }
     }
@@ -276,7 +332,7 @@ std::uint16_t parse_port(const failure_reporter& report, std::string_view port, 
                            ? parse_integer(port)
                            : std::nullopt;
     if (!value || *value < 1 || *value > 65535) {
-        report.fail("the port of host " + quoted(host_text) + " is not a number from 1 to 65535");
+        report.fail("the port of host " + report.quote(host_text) + " is not a number from 1 to 65535");
     }
     return static_cast<std::uint16_t>(*value);
 }
@@ -293,16 +349,16 @@ parsed_host parse_host(const failure_reporter& report, std::string_view raw) {
     if (raw.front() == '[') {
         const auto close = raw.find(']');
         if (close == std::string_view::npos)
-            report.fail("IP literal " + quoted(raw) + " has no closing ']'");
+            report.fail("IP literal " + report.quote(raw) + " has no closing ']'");
         const std::string address(raw.substr(1, close - 1));
         in6_addr parsed{};
         if (inet_pton(AF_INET6, address.c_str(), &parsed) != 1) {
-            report.fail(quoted(address) + " in " + quoted(raw) + " is not an IPv6 address");
+            report.fail(report.quote(address) + " in " + report.quote(raw) + " is not an IPv6 address");
         }
         const auto after = raw.substr(close + 1);
         if (!after.empty()) {
             if (after.front() != ':')
-                report.fail("unexpected text after ']' in host " + quoted(raw));
+                report.fail("unexpected text after ']' in host " + report.quote(raw));
             result.host.port = parse_port(report, after.substr(1), raw);
             result.port_given = true;
         }
@@ -313,27 +369,27 @@ parsed_host parse_host(const failure_reporter& report, std::string_view raw) {
 
     const auto colon = raw.find(':');
     if (colon != std::string_view::npos && raw.find(':', colon + 1) != std::string_view::npos) {
-        report.fail("host " + quoted(raw) +
+        report.fail("host " + report.quote(raw) +
                     " has more than one ':' (IPv6 addresses go in brackets: [::1]:27017)");
     }
     const auto name = raw.substr(0, colon);
     if (name.empty())
-        report.fail("host " + quoted(raw) + " has no name");
+        report.fail("host " + report.quote(raw) + " has no name");
     if (colon != std::string_view::npos) {
         result.host.port = parse_port(report, raw.substr(colon + 1), raw);
         result.port_given = true;
     }
     const auto decoded = percent_decode(name);
     if (!decoded)
-        report.fail("host " + quoted(raw) + " contains a '%' that does not start a %XX escape");
+        report.fail("host " + report.quote(raw) + " contains a '%' that does not start a %XX escape");
 
     // Only a percent-encoded '/' makes a socket path: "mongodb-27017.sock" alone is a host name.
     if (decoded->find('/') != std::string::npos) {
         if (!decoded->ends_with(".sock")) {
-            report.fail("UNIX domain socket path " + quoted(*decoded) + " must end in '.sock'");
+            report.fail("UNIX domain socket path " + report.quote(*decoded) + " must end in '.sock'");
         }
         if (result.port_given)
-            report.fail("UNIX domain socket " + quoted(*decoded) + " takes no port");
+            report.fail("UNIX domain socket " + report.quote(*decoded) + " takes no port");
         result.host.kind = host_kind::unix_socket;
         result.host.host = *decoded;
         result.host.port = 0;
@@ -346,7 +402,8 @@ parsed_host parse_host(const failure_reporter& report, std::string_view raw) {
         return result;
     }
     if (!std::all_of(decoded->begin(), decoded->end(), is_hostname_char)) {
-        report.fail("host " + quoted(*decoded) + " is not a host name, IPv4 address, [IPv6] literal or " +
+        report.fail("host " + report.quote(*decoded) +
+                    " is not a host name, IPv4 address, [IPv6] literal or " +
                     "percent-encoded UNIX domain socket path");
     }
     result.host.kind = host_kind::hostname;
@@ -386,8 +443,8 @@ std::optional<std::string> parse_database(const failure_reporter& report,
         report.fail("the database name contains a '%' that does not start a %XX escape");
     // Periods are allowed so that the path can name a namespace (db.collection), as the spec permits.
     if (const auto bad = name->find_first_of("/\\ \"$"); bad != std::string::npos) {
-        report.fail("database name " + quoted(*name) + " contains " + quoted(name->substr(bad, 1)) +
-                    ", which a database name cannot contain");
+        report.fail("database name " + report.quote(*name) + " contains " +
+                    report.quote(name->substr(bad, 1)) + ", which a database name cannot contain");
     }
     return name;
 }
@@ -425,14 +482,15 @@ public:
     void ignore(std::string_view name, std::string_view value, std::string_view expected) {
         std::string message = "ignoring option " + std::string(name);
         if (!is_secret_option(to_lower_ascii(name)))
-            message += "=" + quoted(value);
+            message += "=" + report_.quote(value);
         warn(message + ": expected " + std::string(expected));
     }
     // Every tls and ssl occurrence must agree (URI Options spec, "Conflicting TLS options").
     void check_tls_alias(std::string_view name, const std::string& value) {
         for (const auto& [other_name, other_value] : tls_values_) {
             if (other_value != value) {
-                report_.fail(other_name + "=" + other_value + " and " + std::string(name) + "=" + value +
+                report_.fail(other_name + "=" + report_.quote(other_value) + " and " + std::string(name) +
+                             "=" + report_.quote(value) +
                              " conflict; every tls and ssl option must have the same value");
             }
         }
@@ -638,7 +696,8 @@ void set_auth_mechanism(option_parser& p, std::string_view, const std::string& v
         std::string known;
         for (const auto mechanism : auth_mechanisms)
             known += (known.empty() ? "" : ", ") + std::string(mechanism);
-        p.report().fail("authMechanism " + quoted(value) + " is not supported; use one of " + known);
+        p.report().fail("authMechanism " + p.report().quote(value) + " is not supported; use one of " +
+                        known);
     }
     p.options().auth_mechanism = value;
 }
@@ -655,7 +714,7 @@ void set_auth_mechanism_properties(option_parser& p, std::string_view name, cons
         }
         const auto key = to_upper_ascii(piece.substr(0, colon));
         if (properties.contains(key))
-            p.warn(std::string(name) + " repeats " + key + "; the last value is used");
+            p.warn(std::string(name) + " repeats " + p.report().quote(key) + "; the last value is used");
         properties.insert_or_assign(key, std::string(piece.substr(colon + 1)));
     }
     p.options().auth_mechanism_properties = std::move(properties);
@@ -732,23 +791,24 @@ void option_parser::parse(std::string_view query) {
             continue;
         const auto equals = pair.find('=');
         if (equals == std::string_view::npos) {
-            report_.fail("option " + quoted(pair) +
+            report_.fail("option " + report_.quote(pair) +
                          " has no '=value' (write key=value pairs separated by '&')");
         }
         const auto raw_key = pair.substr(0, equals);
         auto key = percent_decode(raw_key);
         if (!key || key->empty())
-            report_.fail("option " + quoted(raw_key) + " has a malformed or empty name");
+            report_.fail("option " + report_.quote(raw_key) + " has a malformed or empty name");
         const auto lower = to_lower_ascii(*key);
         const auto value = percent_decode(pair.substr(equals + 1));
         if (!value) {
-            report_.fail("the value of option " + *key + " contains a '%' that does not start a %XX escape");
+            report_.fail("the value of option " + report_.quote(*key) +
+                         " contains a '%' that does not start a %XX escape");
         }
         raw_[lower] = *value;
 
         const auto rule = option_rules().find(lower);
         if (rule == option_rules().end()) {
-            warn("ignoring unsupported option " + quoted(*key));
+            warn("ignoring unsupported option " + report_.quote(*key));
             continue;
         }
         const auto name = rule->second.name;
@@ -840,8 +900,8 @@ void option_parser::validate(bool srv, std::size_t host_count) const {
 
     // Connection Pooling spec: minPoolSize <= maxPoolSize, where a maxPoolSize of 0 means no limit.
     if (o.min_pool_size && o.max_pool_size && *o.max_pool_size != 0 && *o.min_pool_size > *o.max_pool_size) {
-        report_.fail("minPoolSize (" + std::to_string(*o.min_pool_size) + ") exceeds maxPoolSize (" +
-                     std::to_string(*o.max_pool_size) + ")");
+        report_.fail("minPoolSize " + report_.quote(std::to_string(*o.min_pool_size)) +
+                     " exceeds maxPoolSize " + report_.quote(std::to_string(*o.max_pool_size)));
     }
 
     // Server Selection and Max Staleness specs: mode primary (also by default) takes no tags and no
@@ -874,7 +934,7 @@ void check_oidc_properties(const failure_reporter& report, const credential& c) 
     }
     const auto& env = environment->second;
     if (env != "test" && env != "azure" && env != "gcp" && env != "k8s") {
-        report.fail("MONGODB-OIDC ENVIRONMENT " + quoted(env) + " is not one of test, azure, gcp, k8s");
+        report.fail("MONGODB-OIDC ENVIRONMENT " + report.quote(env) + " is not one of test, azure, gcp, k8s");
     }
     const bool wants_resource = env == "azure" || env == "gcp";
     if (wants_resource != props.contains("TOKEN_RESOURCE")) {
@@ -928,7 +988,7 @@ std::optional<credential> make_credential(const failure_reporter& report, const 
             database.value_or(mechanism == "PLAIN" ? std::string(external_source) : std::string("admin"));
     }
     if (is_external_mechanism(mechanism) && c.source != external_source) {
-        report.fail(mechanism + " requires authSource $external, not " + quoted(c.source));
+        report.fail(mechanism + " requires authSource $external, not " + report.quote(c.source));
     }
 
     const bool needs_username = mechanism == "SCRAM" || mechanism.starts_with("SCRAM-") ||
@@ -952,7 +1012,7 @@ std::optional<credential> make_credential(const failure_reporter& report, const 
     const auto allowed = allowed_properties(mechanism);
     for (const auto& [key, value] : c.mechanism_properties) {
         if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-            report.fail("authMechanismProperties " + quoted(key) + " does not apply to " + shown);
+            report.fail("authMechanismProperties " + report.quote(key) + " does not apply to " + shown);
         }
     }
     if (mechanism == "GSSAPI") {
@@ -961,7 +1021,7 @@ std::optional<credential> make_credential(const failure_reporter& report, const 
             constexpr std::array<std::string_view, 5> modes{"none", "forward", "forwardAndReverse", "true",
                                                             "false"};
             if (std::find(modes.begin(), modes.end(), canonicalize->second) == modes.end()) {
-                report.fail("CANONICALIZE_HOST_NAME " + quoted(canonicalize->second) +
+                report.fail("CANONICALIZE_HOST_NAME " + report.quote(canonicalize->second) +
                             " is not one of none, forward, forwardAndReverse, true, false");
             }
         }
@@ -1009,32 +1069,25 @@ std::string_view to_string(server_monitoring_mode mode) noexcept {
 
 std::string redact_uri(std::string_view connection_string) {
     std::string shown = redact(connection_string);
-    if (!shown.empty()) return shown;
-    // Only a known scheme is shown: anything else before "://" could be part of the user information.
-    std::string_view scheme;
-    if (connection_string.starts_with(srv_scheme)) {
-        scheme = srv_scheme;
-    } else if (connection_string.starts_with(mongodb_scheme)) {
-        scheme = mongodb_scheme;
-    }
-    return std::string(scheme) + "<hidden: malformed connection string>";
+    if (shown.empty())
+        return "<hidden: not a mongodb:// or mongodb+srv:// connection string>";
+    return shown;
 }
 
 uri uri::parse(std::string_view text) {
-    const failure_reporter report(redact(text));
+    const auto scheme = known_scheme(text);
+    const auto parts = split_parts(scheme ? text.substr(scheme->size()) : std::string_view());
+    const failure_reporter report(redact(text), parts.userinfo_uncertain);
     if (text.empty())
         report.fail("the connection string is empty");
-    uri result;
-    if (text.starts_with(srv_scheme)) {
-        result.srv_ = true;
-    } else if (!text.starts_with(mongodb_scheme)) {
+    if (!scheme)
         report.fail("it must begin with mongodb:// or mongodb+srv://");
-    }
-    const auto rest = text.substr(result.srv_ ? srv_scheme.size() : mongodb_scheme.size());
-    const auto parts = split_parts(rest);
-    if (has_misplaced_userinfo(rest, parts)) {
+    uri result;
+    result.srv_ = *scheme == srv_scheme;
+    if (has_misplaced_at(parts)) {
         report.fail(
-            "the user name or password contains an unescaped '/' or '?'; percent-encode them (%2F, %3F)");
+            "an '@' follows the host list outside an option value: the user name or password contains an "
+            "unescaped '/' or '?', or the database name an '@'; percent-encode them (%2F, %3F, %40)");
     }
     result.redacted_ = report.shown();
 

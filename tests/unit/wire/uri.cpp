@@ -8,6 +8,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 using namespace gridflow;
 using wire::uri;
@@ -31,6 +32,66 @@ bool contains(std::string_view haystack, std::string_view needle) {
     return haystack.find(needle) != std::string_view::npos;
 }
 
+// A URI whose password (or a piece that may be one) has an awkward shape, how redact_uri shows it, and
+// pieces of the password that no output may contain.
+struct password_shape {
+    std::string_view text;
+    std::string_view redacted;
+    std::vector<std::string_view> secrets;
+};
+
+const std::vector<password_shape>& password_shapes() {
+    static const std::vector<password_shape> shapes{
+        // Issue 22: a base64 password with '/' and '=' (the '=' made the '@' look like part of an option
+        // value), and more unescaped '/' and '?' in user information: the password may run to the last '@'.
+        {"mongodb://app:k3/Jd9x=@db.example:27017/app",
+         "mongodb://***@db.example:27017/app",
+         {"k3/", "Jd9x"}},
+        {"mongodb://app:k3?Jd9x=@db.example/app", "mongodb://***@db.example/app", {"k3?", "Jd9x"}},
+        {"mongodb+srv://app:k3/Jd9x=@cluster0.example.com/app",
+         "mongodb+srv://***@cluster0.example.com/app",
+         {"k3/", "Jd9x"}},
+        {"mongodb://:k3/Jd9x=@db.example/app", "mongodb://***@db.example/app", {"k3/", "Jd9x"}},
+        {"mongodb://ap/p:k3Jd9x@db.example", "mongodb://***@db.example", {"k3Jd9x"}},
+        {"mongodb://app:k3:J/d9x@db.example", "mongodb://***@db.example", {"k3:", "d9x"}},
+        // The spec reads these '@' as part of an option value, and hosts, options and warnings would quote
+        // pieces of the password: the port "Zq8", the unknown option "Jd9xZq8".
+        {"mongodb://app:Zq8/?replicaSet=Jd9x@db.example/?w=1",
+         "mongodb://***@db.example/?w=1",
+         {"Zq8", "Jd9x"}},
+        {"mongodb://app:27017/?appName=Jd9x@db.example", "mongodb://***@db.example", {"27017", "Jd9x"}},
+        {"mongodb://app:27017/?Jd9xZq8=v@db.example", "mongodb://***@db.example", {"27017", "Jd9x"}},
+        {"mongodb://app:Zq8/?w=1@db.example&proxyPassword=Jd9x",
+         "mongodb://***@db.example&proxyPassword=***",
+         {"Zq8", "Jd9x"}},
+        // An '@' in the authority and another after it: the password may run to either.
+        {"mongodb://app:k3@Jd9x/z@db.example/app", "mongodb://***@db.example/app", {"k3@", "Jd9x"}},
+        {"mongodb://alice:Jd9xZq8@example.com/admin?replicaset=my@replicaset",
+         "mongodb://***@replicaset",
+         {"Jd9x"}},
+        // A secret option value holding an '@' is masked with what precedes it.
+        {"mongodb://db.example/?proxyHost=p&proxyUsername=u&proxyPassword=Jd9x@Zq8",
+         "mongodb://***",
+         {"Jd9x", "Zq8"}},
+        // No '@' follows the first '/' or '?': the last '@' ends the user information, the first ':' starts
+        // the password.
+        {"mongodb://app:k3#Jd9x@db.example/app", "mongodb://app:***@db.example/app", {"k3#", "Jd9x"}},
+        {"mongodb://app:k3@Jd9x@db.example/app", "mongodb://app:***@db.example/app", {"k3@", "Jd9x"}},
+        {"mongodb://app:k3:Jd9x@db.example", "mongodb://app:***@db.example", {"k3:", "Jd9x"}},
+        {"mongodb://app:k3%2FJd9x%3D@db.example/app", "mongodb://app:***@db.example/app", {"k3%2F", "Jd9x"}},
+        {"mongodb://app:k3%zzJd9x@db.example/app", "mongodb://app:***@db.example/app", {"k3%", "Jd9x"}},
+        {"mongodb://:Zq8Jd9x@db.example", "mongodb://:***@db.example", {"Zq8", "Jd9x"}},
+        // Without a known scheme nothing is shown: the text before "://" may be user information.
+        {"mongo://app:k3/Jd9x=@db.example",
+         "<hidden: not a mongodb:// or mongodb+srv:// connection string>",
+         {"k3/", "Jd9x"}},
+        {"app:k3/Jd9x=@db.example",
+         "<hidden: not a mongodb:// or mongodb+srv:// connection string>",
+         {"Jd9x"}},
+    };
+    return shapes;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(redaction)
@@ -47,6 +108,15 @@ BOOST_AUTO_TEST_CASE(leaves_a_uri_without_password_as_written) {
                "mongodb://bob@localhost/?appName=x");
     // An empty password is still a password: its presence is masked too.
     BOOST_TEST(uri::parse("mongodb://bob:@localhost").redacted() == "mongodb://bob:***@localhost");
+}
+
+BOOST_AUTO_TEST_CASE(masks_up_to_the_last_at_sign_when_the_password_may_run_to_it) {
+    for (const auto& shape : password_shapes()) {
+        const std::string shown = wire::redact_uri(shape.text);
+        BOOST_TEST(shown == shape.redacted, shape.text);
+        for (const auto secret : shape.secrets)
+            BOOST_TEST(!contains(shown, secret), shape.text << " -> " << shown);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(masks_secret_option_values) {
@@ -93,6 +163,38 @@ BOOST_AUTO_TEST_CASE(never_contain_the_password) {
         BOOST_TEST(!contains(message, "Hunter2"), text << " -> " << message);
         BOOST_TEST(!contains(message, "Secret"), text << " -> " << message);
     }
+}
+
+BOOST_AUTO_TEST_CASE(never_contain_a_password_of_any_shape) {
+    // The URIs the spec accepts must still parse; every output then shows the URI only as redact_uri does.
+    for (const auto& shape : password_shapes()) {
+        std::vector<std::string> outputs;
+        try {
+            const auto u = uri::parse(shape.text);
+            BOOST_TEST(u.redacted() == shape.redacted, shape.text);
+            outputs = u.warnings();
+            outputs.push_back(u.redacted());
+        } catch (const gridflow::error& e) {
+            BOOST_TEST((e.code() == errc::invalid_uri), shape.text);
+            outputs.emplace_back(e.what());
+            if (shape.redacted.starts_with("mongodb"))
+                BOOST_TEST(contains(e.what(), "'" + std::string(shape.redacted) + "'"), e.what());
+        }
+        for (const auto& output : outputs) {
+            for (const auto secret : shape.secrets)
+                BOOST_TEST(!contains(output, secret), shape.text << " -> " << output);
+        }
+    }
+    BOOST_TEST(uri::parse("mongodb://app:27017/?appName=Jd9x@db.example").options().app_name.value() ==
+               "Jd9x@db.example");
+    const auto spec = uri::parse("mongodb://alice:Jd9xZq8@example.com/admin?replicaset=my@replicaset");
+    BOOST_TEST(spec.credentials()->password.value() == "Jd9xZq8");
+    BOOST_TEST(spec.options().replica_set.value() == "my@replicaset");
+    // A piece of the URI that a message would quote is masked, and the message says why.
+    const auto masked = parse_error("mongodb://app:Zq8/?replicaSet=Jd9x@db.example/?w=1");
+    BOOST_TEST(contains(masked, "the port of host '***'"), masked);
+    BOOST_TEST(contains(masked, "may end a password"), masked);
+    BOOST_TEST(contains(parse_error("mongodb://app:k3/Jd9x=@db.example:27017/app"), "unescaped '/'"));
 }
 
 BOOST_AUTO_TEST_CASE(show_the_redacted_uri_and_name_the_problem) {

@@ -11,7 +11,8 @@
 // Errors and warnings follow the specs: a malformed URI, conflicting options or unusable credentials throw
 // gridflow::error (errc::invalid_uri) naming the problem; an unknown option, a repeated key or an invalid
 // value of a known option is ignored and reported in warnings(), as the spec requires. Messages and warnings
-// never contain the password: where they show the URI they show redacted().
+// never contain the password: where they show the URI they show redacted(), and when an '@' follows the host
+// list (so that the password may run up to it) they mask every other piece of the URI they would quote too.
 //
 // mongodb+srv:// is parsed and validated (one host name, no port) and marked by is_srv(); resolving its SRV
 // and TXT records is the connection layer's job, which refuses it with errc::not_supported for now.
@@ -151,8 +152,10 @@ struct credential {
 
 // The connection string with its password and the values of secret options (proxyPassword,
 // tlsCertificateKeyFilePassword) replaced by ***, for logs, messages and output. Works on any text, parsable
-// or not: when it cannot tell where a password would end it shows nothing of the string but its scheme
-// ("mongodb://<hidden: malformed connection string>"), so a typo never leaks a password.
+// or not, so that a typo never leaks a password. Where the password ends is certain only when no '@' follows
+// the host list; otherwise (an unescaped '/' or '?' in the password, but also an '@' in an option value)
+// everything up to the last '@' is masked: "mongodb://u:k3/x=@db/app" shows as "mongodb://***@db/app". Text
+// that does not begin with mongodb:// or mongodb+srv:// is not shown at all.
 [[nodiscard]] std::string redact_uri(std::string_view connection_string);
 
 class uri {
@@ -177,7 +180,8 @@ public:
     // What the specs say to warn about: unknown options, ignored values, repeated keys.
     [[nodiscard]] const std::vector<std::string>& warnings() const noexcept { return warnings_; }
     // The URI as written with the password and the values of secret options (proxyPassword,
-    // tlsCertificateKeyFilePassword) replaced by ***: safe for logs and error messages.
+    // tlsCertificateKeyFilePassword) replaced by ***, as redact_uri() shows it: safe for logs and error
+    // messages.
     [[nodiscard]] const std::string& redacted() const noexcept { return redacted_; }
 
     // tls (or ssl) when given, else true for mongodb+srv:// and false otherwise, as the specs default it.
