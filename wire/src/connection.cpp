@@ -27,6 +27,7 @@
 #include <atomic>
 #include <cstring>
 #include <deque>
+#include <tuple>
 #include <unordered_map>
 #include <variant>
 
@@ -36,7 +37,8 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 
 std::string host_port::to_string() const {
-    if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+    if (host.find(':') != std::string::npos)
+        return "[" + host + "]:" + std::to_string(port);
     return host + ":" + std::to_string(port);
 }
 
@@ -49,7 +51,8 @@ std::int32_t next_request_id() {
     static std::atomic<std::int32_t> counter{0};
     for (;;) {
         std::int32_t id = counter.fetch_add(1, std::memory_order_relaxed) + 1;
-        if (id > 0) return id;
+        if (id > 0)
+            return id;
         // Wrapped past INT32_MAX: start again at 1 (0 and negative ids are legal but confusing in traces).
         counter.compare_exchange_strong(id, 0);
     }
@@ -58,26 +61,29 @@ std::int32_t next_request_id() {
 using completion_signature = void(std::exception_ptr, reply);
 using completion_handler = asio::any_completion_handler<completion_signature>;
 
-// Runs the caller's handler on the caller's executor. A named move-only type, so the handler is only ever
+// Runs a caller's handler on the caller's executor. A named move-only type, so the handler is only ever
 // move-constructed (see pending_request on why any_completion_handler is never assigned).
+template <class Signature, class... Args>
 struct delivery {
-    delivery(completion_handler h, asio::cancellation_slot s, std::exception_ptr f, reply r)
-        : handler(std::move(h)), slot(s), failure(std::move(f)), result(std::move(r)) {}
+    delivery(asio::any_completion_handler<Signature> h, asio::cancellation_slot s, Args... a)
+        : handler(std::move(h)), slot(s), args(std::move(a)...) {}
     delivery(delivery&&) noexcept = default;
     delivery(const delivery&) = delete;
 
     void operator()() {
         // The caller's cancellation slot must be free before its handler runs; the slot lives in the caller's
         // frame, which is still suspended here.
-        if (slot.is_connected()) slot.clear();
-        std::move(handler)(failure, std::move(result));
+        if (slot.is_connected())
+            slot.clear();
+        std::apply(std::move(handler), std::move(args));
     }
 
-    completion_handler handler;
+    asio::any_completion_handler<Signature> handler;
     asio::cancellation_slot slot;
-    std::exception_ptr failure;
-    reply result;
+    std::tuple<Args...> args;
 };
+
+using reply_delivery = delivery<completion_signature, std::exception_ptr, reply>;
 
 struct pending_request {
     enum class state { queued, writing, awaiting_reply, abandoned, done };
@@ -98,6 +104,32 @@ struct pending_request {
     asio::cancellation_slot slot;
 };
 
+using resolve_signature = void(boost::system::error_code, tcp::resolver::results_type);
+
+// One name lookup and the caller waiting for it (connection_impl::async_resolve). Touched only on the
+// connection's strand, which is the resolver's executor.
+struct pending_lookup {
+    pending_lookup(const asio::strand<asio::any_io_executor>& strand,
+                   asio::any_completion_handler<resolve_signature> h, asio::any_io_executor ex,
+                   asio::cancellation_slot s)
+        : resolver(strand), handler(std::move(h)), handler_executor(std::move(ex)), slot(s) {}
+
+    // Completes the caller once: with the lookup's outcome, or with operation_aborted when cancellation came
+    // first.
+    void finish(boost::system::error_code ec, tcp::resolver::results_type results) {
+        if (!handler)
+            return;
+        asio::post(handler_executor,
+                   delivery<resolve_signature, boost::system::error_code, tcp::resolver::results_type>(
+                       std::move(handler), slot, ec, std::move(results)));
+    }
+
+    tcp::resolver resolver;
+    asio::any_completion_handler<resolve_signature> handler;  // empty once the caller is completed
+    asio::any_io_executor handler_executor;
+    asio::cancellation_slot slot;
+};
+
 // The byte stream under a connection: plain TCP, or TLS over TCP once use_tls() is called. The reader and the
 // writer drive either through the same calls, so pipelining, failure handling and cancellation are the same
 // for both. Like the socket it wraps, it allows one read and one write in flight at once, both on the
@@ -107,10 +139,12 @@ public:
     using tls_stream = asio::ssl::stream<tcp::socket>;
     using result = std::tuple<boost::system::error_code, std::size_t>;
 
-    explicit transport(const asio::any_io_executor& executor) : stream_(std::in_place_type<tcp::socket>, executor) {}
+    explicit transport(const asio::any_io_executor& executor)
+        : stream_(std::in_place_type<tcp::socket>, executor) {}
 
     [[nodiscard]] tcp::socket& socket() noexcept {
-        if (auto* tls = std::get_if<tls_stream>(&stream_)) return tls->next_layer();
+        if (auto* tls = std::get_if<tls_stream>(&stream_))
+            return tls->next_layer();
         return std::get<tcp::socket>(stream_);
     }
 
@@ -131,36 +165,42 @@ public:
     }
 
     asio::awaitable<result> write(const std::vector<asio::const_buffer>& buffers) {
-        if (auto* tls = std::get_if<tls_stream>(&stream_)) return write_tls(*tls, buffers);
+        if (auto* tls = std::get_if<tls_stream>(&stream_))
+            return write_tls(*tls, buffers);
         return asio::async_write(std::get<tcp::socket>(stream_), buffers, async::transfer_everything{},
                                  asio::as_tuple(asio::use_awaitable));
     }
 
 private:
     // ssl::stream encrypts one buffer of a sequence per write, and each write ends in a socket write, so a
-    // gathered message of many small pieces (headers, chunk prefixes) would cost a TLS record and a system call
-    // per piece. Small pieces are gathered into one bounded staging buffer first; large ones go out as they are
-    // (encryption copies them anyway).
+    // gathered message of many small pieces (headers, chunk prefixes) would cost a TLS record and a system
+    // call per piece. Small pieces are gathered into one bounded staging buffer first; large ones go out as
+    // they are (encryption copies them anyway).
     asio::awaitable<result> write_tls(tls_stream& tls, const std::vector<asio::const_buffer>& buffers) {
         constexpr std::size_t staging_limit = 64 * 1024;
         std::size_t total = 0;
         auto flush = [&]() -> asio::awaitable<boost::system::error_code> {
-            if (staging_.empty()) co_return boost::system::error_code{};
-            auto [ec, n] = co_await asio::async_write(tls, asio::buffer(staging_), asio::as_tuple(asio::use_awaitable));
+            if (staging_.empty())
+                co_return boost::system::error_code{};
+            auto [ec, n] =
+                co_await asio::async_write(tls, asio::buffer(staging_), asio::as_tuple(asio::use_awaitable));
             total += n;
             staging_.clear();
             co_return ec;
         };
         for (const auto& b : buffers) {
             if (b.size() >= staging_limit / 4) {
-                if (auto ec = co_await flush()) co_return result{ec, total};
+                if (auto ec = co_await flush())
+                    co_return result{ec, total};
                 auto [ec, n] = co_await asio::async_write(tls, b, asio::as_tuple(asio::use_awaitable));
                 total += n;
-                if (ec) co_return result{ec, total};
+                if (ec)
+                    co_return result{ec, total};
                 continue;
             }
             if (staging_.size() + b.size() > staging_limit) {
-                if (auto ec = co_await flush()) co_return result{ec, total};
+                if (auto ec = co_await flush())
+                    co_return result{ec, total};
             }
             const auto* bytes = static_cast<const std::uint8_t*>(b.data());
             staging_.insert(staging_.end(), bytes, bytes + b.size());
@@ -183,16 +223,52 @@ public:
           address_(std::move(address)),
           options_(std::move(options)) {}
 
+    // Resolves address_. getaddrinfo cannot be interrupted and Asio's resolver ignores per-operation
+    // cancellation, so a lookup that hangs (an unreachable DNS server) would hold connectTimeoutMS for as
+    // long as the system's resolver retries. Cancellation (any type) therefore completes the caller at once
+    // with operation_aborted; the lookup finishes in the background with nobody waiting, and the resolver
+    // lives until then.
+    template <class Token>
+    auto async_resolve(Token&& token) {
+        return asio::async_initiate<Token, resolve_signature>(
+            [self = shared_from_this()](auto handler) {
+                auto slot = asio::get_associated_cancellation_slot(handler);
+                auto executor = asio::get_associated_executor(handler, self->strand_);
+                auto lookup = std::make_shared<pending_lookup>(
+                    self->strand_, asio::any_completion_handler<resolve_signature>(std::move(handler)),
+                    std::move(executor), slot);
+                if (lookup->slot.is_connected()) {
+                    lookup->slot.assign(
+                        [weak = std::weak_ptr(lookup), strand = self->strand_](asio::cancellation_type) {
+                            asio::post(strand, [weak] {
+                                if (auto l = weak.lock()) {
+                                    l->finish(asio::error::operation_aborted, {});
+                                    // Skips the lookup if it still waits behind another one.
+                                    l->resolver.cancel();
+                                }
+                            });
+                        });
+                }
+                lookup->resolver.async_resolve(
+                    self->address_.host, std::to_string(self->address_.port),
+                    [lookup](boost::system::error_code ec, tcp::resolver::results_type results) {
+                        lookup->finish(ec, std::move(results));
+                    });
+            },
+            token);
+    }
+
     asio::awaitable<void> connect() {
-        tcp::resolver resolver(strand_);
-        auto [resolve_ec, endpoints] = co_await resolver.async_resolve(
-            address_.host, std::to_string(address_.port), asio::as_tuple(asio::use_awaitable));
-        if (resolve_ec) throw_error(resolve_ec, "cannot resolve " + address_.to_string());
+        auto [resolve_ec, endpoints] = co_await async_resolve(asio::as_tuple(asio::use_awaitable));
+        if (resolve_ec)
+            throw_error(resolve_ec, "cannot resolve " + address_.to_string());
         auto [connect_ec, endpoint] =
             co_await asio::async_connect(transport_.socket(), endpoints, asio::as_tuple(asio::use_awaitable));
-        if (connect_ec) throw_error(connect_ec, "cannot connect to " + address_.to_string());
+        if (connect_ec)
+            throw_error(connect_ec, "cannot connect to " + address_.to_string());
         transport_.socket().set_option(tcp::no_delay(true));
-        if (options_.tls) co_await tls_handshake();
+        if (options_.tls)
+            co_await tls_handshake();
         asio::co_spawn(strand_, reader_loop(shared_from_this()), asio::detached);
         asio::co_spawn(strand_, writer_loop(shared_from_this()), asio::detached);
     }
@@ -202,11 +278,13 @@ public:
         tls_context_ = options_.security->tls_context(*options_.tls);
         auto& tls = transport_.use_tls(*tls_context_);
         prepare_tls_connection(tls.native_handle(), address_.host, *options_.tls);
-        auto [ec] = co_await tls.async_handshake(asio::ssl::stream_base::client, asio::as_tuple(asio::use_awaitable));
-        if (ec == asio::error::operation_aborted) throw error(errc::cancelled, "TLS handshake cancelled");
+        auto [ec] =
+            co_await tls.async_handshake(asio::ssl::stream_base::client, asio::as_tuple(asio::use_awaitable));
+        if (ec == asio::error::operation_aborted)
+            throw error(errc::cancelled, "TLS handshake cancelled");
         if (ec) {
-            throw error(errc::connect_failed, "TLS handshake with " + address_.to_string() +
-                                                  " failed: " + describe_tls_failure(tls.native_handle(), ec));
+            throw error(errc::connect_failed, "TLS handshake with " + address_.to_string() + " failed: " +
+                                                  describe_tls_failure(tls.native_handle(), ec));
         }
     }
 
@@ -218,7 +296,9 @@ public:
     [[nodiscard]] const host_port& address() const noexcept { return address_; }
     [[nodiscard]] const connection_options& options() const noexcept { return options_; }
     [[nodiscard]] bool is_broken() const noexcept { return broken_.load(std::memory_order_acquire); }
-    [[nodiscard]] std::size_t in_flight() const noexcept { return outstanding_.load(std::memory_order_relaxed); }
+    [[nodiscard]] std::size_t in_flight() const noexcept {
+        return outstanding_.load(std::memory_order_relaxed);
+    }
 
     template <class Token>
     auto async_exchange(sansio::outgoing_message message, Token&& token) {
@@ -226,12 +306,13 @@ public:
             [self = shared_from_this()](auto handler, sansio::outgoing_message m) {
                 auto slot = asio::get_associated_cancellation_slot(handler);
                 auto executor = asio::get_associated_executor(handler, self->strand_);
-                auto request = std::make_shared<pending_request>(std::move(m), completion_handler(std::move(handler)),
-                                                                 std::move(executor), slot);
+                auto request = std::make_shared<pending_request>(
+                    std::move(m), completion_handler(std::move(handler)), std::move(executor), slot);
                 if (request->slot.is_connected()) {
-                    request->slot.assign([weak = std::weak_ptr(request), self](asio::cancellation_type) {
-                        asio::dispatch(self->strand_, [weak, self] {
-                            if (auto r = weak.lock()) self->cancel(r);
+                    request->slot.assign([weak = std::weak_ptr(request), self](asio::cancellation_type type) {
+                        asio::dispatch(self->strand_, [weak, self, type] {
+                            if (auto r = weak.lock())
+                                self->cancel(r, type);
                         });
                     });
                 }
@@ -258,7 +339,7 @@ private:
         writer_wakeup_.cancel();
     }
 
-    void cancel(const request_ptr& request) {
+    void cancel(const request_ptr& request, asio::cancellation_type type) {
         using state = pending_request::state;
         switch (request->current) {
             case state::queued:
@@ -266,35 +347,52 @@ private:
                 outstanding_.fetch_sub(1, std::memory_order_relaxed);
                 complete(request, cancelled());
                 break;
-            case state::writing: request->cancel_requested = true; break;
+            case state::writing:
+                request->cancel_requested = true;
+                // The write may never end (a peer that stops reading leaves it blocked on a full window), and
+                // the caller's buffers must outlive it. Terminal cancellation allows leaving the connection
+                // unusable, so the socket is closed: the write then returns at once and finish_write
+                // completes the caller. Without it the caller waits for the write.
+                if ((type & asio::cancellation_type::terminal) != asio::cancellation_type::none) {
+                    fail_all(std::make_exception_ptr(error(
+                        errc::connection_closed, "connection to " + address_.to_string() +
+                                                     " closed: a request was cancelled in the middle of "
+                                                     "its write, which leaves the stream cut")));
+                }
+                break;
             case state::awaiting_reply:
                 // Stays in in_flight_ so the reader recognises and discards its reply.
                 request->current = state::abandoned;
                 complete(request, cancelled());
                 break;
             case state::abandoned:
-            case state::done: break;
+            case state::done:
+                break;
         }
     }
 
     // Hands the outcome to the caller on the caller's executor, exactly once.
     void complete(const request_ptr& request, std::exception_ptr failure, reply r = {}) {
-        if (!request->handler) return;
-        if (request->current != pending_request::state::abandoned) request->current = pending_request::state::done;
-        asio::post(request->handler_executor,
-                   delivery{std::move(request->handler), request->slot, std::move(failure), std::move(r)});
+        if (!request->handler)
+            return;
+        if (request->current != pending_request::state::abandoned)
+            request->current = pending_request::state::done;
+        asio::post(request->handler_executor, reply_delivery(std::move(request->handler), request->slot,
+                                                             std::move(failure), std::move(r)));
     }
 
     std::exception_ptr cancelled() const {
-        return std::make_exception_ptr(error(errc::cancelled, "request to " + address_.to_string() + " cancelled"));
+        return std::make_exception_ptr(
+            error(errc::cancelled, "request to " + address_.to_string() + " cancelled"));
     }
 
     std::exception_ptr failure_for_new_requests() const {
         try {
             std::rethrow_exception(failure_);
         } catch (const std::exception& e) {
-            return std::make_exception_ptr(error(
-                errc::connection_broken, "connection to " + address_.to_string() + " failed earlier: " + e.what()));
+            return std::make_exception_ptr(
+                error(errc::connection_broken,
+                      "connection to " + address_.to_string() + " failed earlier: " + e.what()));
         }
     }
 
@@ -302,7 +400,8 @@ private:
     // the middle of the write are failed by the writer once the (now aborted) write returns, so their buffers
     // are never released while the socket might still read them.
     void fail_all(std::exception_ptr why) {
-        if (failure_) return;
+        if (failure_)
+            return;
         failure_ = why;
         broken_.store(true, std::memory_order_release);
         boost::system::error_code ignored;
@@ -310,7 +409,8 @@ private:
         transport_.socket().shutdown(tcp::socket::shutdown_both, ignored);
         transport_.socket().close(ignored);
         writer_wakeup_.cancel();
-        for (auto& request : write_queue_) complete(request, why);
+        for (auto& request : write_queue_)
+            complete(request, why);
         outstanding_.fetch_sub(write_queue_.size(), std::memory_order_relaxed);
         write_queue_.clear();
         for (auto it = in_flight_.begin(); it != in_flight_.end();) {
@@ -336,9 +436,9 @@ private:
     }
 
     std::exception_ptr protocol_failure(std::error_code ec) const {
-        return std::make_exception_ptr(error(static_cast<errc>(ec.value()), "protocol error in reply from " +
-                                                                                address_.to_string() + ": " +
-                                                                                ec.message()));
+        return std::make_exception_ptr(
+            error(static_cast<errc>(ec.value()),
+                  "protocol error in reply from " + address_.to_string() + ": " + ec.message()));
     }
 
     static asio::awaitable<void> writer_loop(std::shared_ptr<connection_impl> self) {
@@ -363,19 +463,22 @@ private:
             }
             auto [ec, written] = co_await self->transport_.write(buffers);
             (void)written;
-            if (ec && !self->failure_) self->fail_all(self->network_failure(ec, "cannot write to"));
-            for (const auto& request : batch) self->finish_write(request);
+            if (ec && !self->failure_)
+                self->fail_all(self->network_failure(ec, "cannot write to"));
+            for (const auto& request : batch)
+                self->finish_write(request);
             batch.clear();
         }
     }
 
     void finish_write(const request_ptr& request) {
         using state = pending_request::state;
-        if (request->current != state::writing) return;  // its reply already arrived
+        if (request->current != state::writing)
+            return;  // its reply already arrived
         if (failure_) {
             in_flight_.erase(request->message.request_id());
             outstanding_.fetch_sub(1, std::memory_order_relaxed);
-            complete(request, failure_);
+            complete(request, request->cancel_requested ? cancelled() : failure_);
         } else if (request->cancel_requested) {
             request->current = state::abandoned;
             complete(request, cancelled());
@@ -426,7 +529,8 @@ private:
         request_ptr request = it->second;
         in_flight_.erase(it);
         outstanding_.fetch_sub(1, std::memory_order_relaxed);
-        if (request->current == pending_request::state::abandoned) return;
+        if (request->current == pending_request::state::abandoned)
+            return;
         complete(request, nullptr, reply(std::move(bytes), std::move(message)));
     }
 
@@ -443,10 +547,10 @@ private:
 
     std::deque<request_ptr> write_queue_;
     std::unordered_map<std::int32_t, request_ptr> in_flight_;  // writing, awaiting reply or abandoned
-    std::exception_ptr failure_;                                 // why the connection broke; set once
+    std::exception_ptr failure_;                               // why the connection broke; set once
 
-    // The reader runs before the handshake finishes, so it reads the limit from here rather than description_,
-    // which the opening coroutine fills in from its own thread.
+    // The reader runs before the handshake finishes, so it reads the limit from here rather than
+    // description_, which the opening coroutine fills in from its own thread.
     std::atomic<std::int32_t> max_message_size_{sansio::default_max_message_size};
     std::atomic<bool> broken_{false};
     std::atomic<std::size_t> outstanding_{0};
@@ -470,15 +574,17 @@ connection::~connection() {
 }
 
 void connection::close() noexcept {
-    if (!impl_) return;
-    impl_->fail(std::make_exception_ptr(
-        error(errc::connection_closed, "connection to " + impl_->address().to_string() + " closed by the client")));
+    if (!impl_)
+        return;
+    impl_->fail(std::make_exception_ptr(error(
+        errc::connection_closed, "connection to " + impl_->address().to_string() + " closed by the client")));
 }
 
 asio::awaitable<connection> connection::open(asio::any_io_executor executor, host_port address,
                                              connection_options options) {
     detail::check_security_options(options);
-    if (!options.security) options.security = std::make_shared<detail::connection_security>();
+    if (!options.security)
+        options.security = std::make_shared<detail::connection_security>();
     auto impl = std::make_shared<detail::connection_impl>(executor, std::move(address), std::move(options));
     connection conn(impl);
     const auto deadline = async::clock::now() + impl->options().connect_timeout;
@@ -489,7 +595,8 @@ asio::awaitable<connection> connection::open(asio::any_io_executor executor, hos
     auto exchange = [&](bson::view command, std::string what) -> asio::awaitable<reply> {
         const auto remaining = std::max(deadline - async::clock::now(), async::clock::duration::zero());
         return async::with_timeout(
-            impl->async_exchange(sansio::encode_op_msg(detail::next_request_id(), command), asio::use_awaitable),
+            impl->async_exchange(sansio::encode_op_msg(detail::next_request_id(), command),
+                                 asio::use_awaitable),
             remaining, std::move(what));
     };
 
@@ -500,7 +607,8 @@ asio::awaitable<connection> connection::open(asio::any_io_executor executor, hos
     }
     sansio::hello_options hello;
     hello.app_name = impl->options().app_name;
-    if (auth) auth->prepare_hello(hello);
+    if (auth)
+        auth->prepare_hello(hello);
     const bson::document command = sansio::make_hello_command(hello);
     reply r;
     try {
@@ -509,9 +617,10 @@ asio::awaitable<connection> connection::open(asio::any_io_executor executor, hos
         // Over TLS a close during hello is the TLS layer's doing (say a refused client certificate), not an
         // old server's.
         if (e.code() == errc::connection_closed && !impl->options().tls) {
-            throw error(errc::connection_closed,
-                        std::string(e.what()) +
-                            " (during the handshake; servers older than MongoDB 3.6 close OP_MSG connections)");
+            throw error(
+                errc::connection_closed,
+                std::string(e.what()) +
+                    " (during the handshake; servers older than MongoDB 3.6 close OP_MSG connections)");
         }
         throw;
     }
@@ -526,9 +635,10 @@ asio::awaitable<connection> connection::open(asio::any_io_executor executor, hos
                 answer = co_await exchange(step->view(), "authentication with " + where);
                 sansio::check_command_reply(answer.body());
             } catch (const error& e) {
-                // The server's refusal ("Authentication failed.", code 18) becomes an auth error that says who
-                // and how; network failures and timeouts stay what they are.
-                if (e.kind() == error_kind::server) throw auth->failure(e);
+                // The server's refusal ("Authentication failed.", code 18) becomes an auth error that says
+                // who and how; network failures and timeouts stay what they are.
+                if (e.kind() == error_kind::server)
+                    throw auth->failure(e);
                 throw;
             }
             step = auth->next(answer.body());
@@ -558,7 +668,8 @@ asio::awaitable<reply> connection::exchange(std::string_view db, bson::view comm
                                                socket_timeout, "reply from " + impl_->address().to_string());
     } catch (const error& e) {
         // After a socket timeout the stream's state is unknown: the connection cannot be trusted again.
-        if (e.code() == errc::timeout) impl_->fail(std::current_exception());
+        if (e.code() == errc::timeout)
+            impl_->fail(std::current_exception());
         throw;
     }
 }

@@ -1,5 +1,5 @@
-// Fault tests of wire::connection against the scripted mock server: every failure gives the right typed error,
-// releases every pending request and never hangs.
+// Fault tests of wire::connection against the scripted mock server: every failure gives the right typed
+// error, releases every pending request and never hangs.
 #define BOOST_TEST_MODULE mock_wire_connection
 #include <boost/test/unit_test.hpp>
 
@@ -15,10 +15,13 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <chrono>
 
 namespace asio = boost::asio;
 using namespace asio::experimental::awaitable_operators;
@@ -54,6 +57,28 @@ bool is_released_by_failure(const error& e) {
     return e.kind() == error_kind::network || e.kind() == error_kind::protocol;
 }
 
+// One document of `size` bytes of binary data: large enough, at several megabytes, to fill the kernel's
+// socket buffers of both ends when the peer does not read.
+bson::document large_document(std::size_t size) {
+    const std::vector<std::uint8_t> data(size, 0x5a);
+    bson::builder b;
+    b.append_binary("data", BSON_SUBTYPE_BINARY, data);
+    return b.extract();
+}
+
+constexpr std::size_t stuck_write_size = 32 * 1024 * 1024;
+
+// Plays a server that answers hello and then never reads again (a partition, a full TCP window), until the
+// client side cancels `release`.
+asio::awaitable<void> answer_hello_then_stop_reading(mock_server& server, asio::steady_timer& release) {
+    auto conn = co_await server.accept();
+    const auto hello = co_await conn.receives_command("hello");
+    co_await conn.reply(hello, test::default_hello_reply());
+    boost::system::error_code ignored;
+    co_await release.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    conn.reset();
+}
+
 }  // namespace
 
 // 64 requests reach the server before it answers any; the replies come back in reverse order and each finds
@@ -63,18 +88,22 @@ BOOST_AUTO_TEST_CASE(sixty_four_requests_before_any_reply_matched_out_of_order) 
     mock_server server(io.get_executor());
     test::run_to_completion(io, [&]() -> asio::awaitable<void> {
         auto client_side = [&]() -> asio::awaitable<void> {
-            wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), {});
+            wire::connection conn =
+                co_await wire::connection::open(io.get_executor(), address_of(server), {});
             std::vector<bson::document> commands;
-            for (std::int32_t i = 0; i < 64; ++i) commands.push_back(tagged(i));
+            for (std::int32_t i = 0; i < 64; ++i)
+                commands.push_back(tagged(i));
             auto one = [&](std::int32_t i) -> asio::awaitable<std::int32_t> {
                 const wire::reply r = co_await conn.run_command("db", commands[static_cast<std::size_t>(i)]);
                 co_return r.body().at("tag").as_int32();
             };
             using op_type = decltype(asio::co_spawn(io, one(0), asio::deferred));
             std::vector<op_type> ops;
-            for (std::int32_t i = 0; i < 64; ++i) ops.push_back(asio::co_spawn(io, one(i), asio::deferred));
-            auto [order, errors, tags] = co_await asio::experimental::make_parallel_group(std::move(ops))
-                                             .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+            for (std::int32_t i = 0; i < 64; ++i)
+                ops.push_back(asio::co_spawn(io, one(i), asio::deferred));
+            auto [order, errors, tags] =
+                co_await asio::experimental::make_parallel_group(std::move(ops))
+                    .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
             for (std::size_t i = 0; i < tags.size(); ++i) {
                 BOOST_TEST(!errors[i]);
                 BOOST_TEST(tags[i] == static_cast<std::int32_t>(i));
@@ -86,9 +115,11 @@ BOOST_AUTO_TEST_CASE(sixty_four_requests_before_any_reply_matched_out_of_order) 
         auto server_side = [&]() -> asio::awaitable<void> {
             auto conn = co_await server.accept();
             std::vector<test::received_request> requests;
-            for (int i = 0; i < 64; ++i) requests.push_back(co_await conn.receives_command("echo"));
+            for (int i = 0; i < 64; ++i)
+                requests.push_back(co_await conn.receives_command("echo"));
             for (auto it = requests.rbegin(); it != requests.rend(); ++it) {
-                const auto body = test::reply_ok([&](bson::builder& b) { b.append("tag", it->body().at("tag").as_int32()); });
+                const auto body = test::reply_ok(
+                    [&](bson::builder& b) { b.append("tag", it->body().at("tag").as_int32()); });
                 co_await conn.reply(*it, body);
             }
             co_await conn.receives_close();
@@ -102,11 +133,12 @@ BOOST_AUTO_TEST_CASE(reply_to_no_pending_request_fails_every_request_and_breaks_
     mock_server server(io.get_executor());
     test::run_to_completion(io, [&]() -> asio::awaitable<void> {
         auto client_side = [&]() -> asio::awaitable<void> {
-            wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), {});
+            wire::connection conn =
+                co_await wire::connection::open(io.get_executor(), address_of(server), {});
             const auto a = tagged(1);
             const auto b = tagged(2);
-            auto [first, second] = co_await (expect_error(conn.run_command("db", a)) &&
-                                             expect_error(conn.run_command("db", b)));
+            auto [first, second] =
+                co_await (expect_error(conn.run_command("db", a)) && expect_error(conn.run_command("db", b)));
             BOOST_TEST(first.code() == errc::unmatched_response);
             BOOST_TEST((first.kind() == error_kind::protocol));
             BOOST_TEST(second.code() == errc::unmatched_response);
@@ -131,11 +163,12 @@ BOOST_AUTO_TEST_CASE(truncated_reply_then_hang_up_is_connection_closed) {
     mock_server server(io.get_executor());
     test::run_to_completion(io, [&]() -> asio::awaitable<void> {
         auto client_side = [&]() -> asio::awaitable<void> {
-            wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), {});
+            wire::connection conn =
+                co_await wire::connection::open(io.get_executor(), address_of(server), {});
             const auto a = tagged(1);
             const auto b = tagged(2);
-            auto [first, second] = co_await (expect_error(conn.run_command("db", a)) &&
-                                             expect_error(conn.run_command("db", b)));
+            auto [first, second] =
+                co_await (expect_error(conn.run_command("db", a)) && expect_error(conn.run_command("db", b)));
             BOOST_TEST(first.code() == errc::connection_closed);
             BOOST_TEST((first.kind() == error_kind::network));
             BOOST_TEST(second.code() == errc::connection_closed);
@@ -164,7 +197,8 @@ BOOST_AUTO_TEST_CASE(reset_mid_request_is_connection_closed) {
     mock_server server(io.get_executor());
     test::run_to_completion(io, [&]() -> asio::awaitable<void> {
         auto client_side = [&]() -> asio::awaitable<void> {
-            wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), {});
+            wire::connection conn =
+                co_await wire::connection::open(io.get_executor(), address_of(server), {});
             const error e = co_await expect_error(conn.run_command("db", tagged(1)));
             BOOST_TEST(e.code() == errc::connection_closed, e.what());
         };
@@ -184,10 +218,11 @@ BOOST_AUTO_TEST_CASE(operation_deadline_abandons_the_request_and_keeps_the_conne
     mock_server server(io.get_executor());
     test::run_to_completion(io, [&]() -> asio::awaitable<void> {
         auto client_side = [&]() -> asio::awaitable<void> {
-            wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), {});
+            wire::connection conn =
+                co_await wire::connection::open(io.get_executor(), address_of(server), {});
             const auto slow = tagged(1);
-            const error e = co_await expect_error(
-                async::with_timeout(conn.run_command("db", slow), 100ms, "slow echo"));
+            const error e =
+                co_await expect_error(async::with_timeout(conn.run_command("db", slow), 100ms, "slow echo"));
             BOOST_TEST(e.code() == errc::timeout);
             BOOST_TEST(std::string(e.what()).find("slow echo timed out") != std::string::npos, e.what());
             BOOST_TEST(!conn.is_broken());
@@ -199,8 +234,10 @@ BOOST_AUTO_TEST_CASE(operation_deadline_abandons_the_request_and_keeps_the_conne
             auto conn = co_await server.accept();
             const auto first = co_await conn.receives_command("echo");
             const auto second = co_await conn.receives_command("echo");
-            co_await conn.reply(first, test::reply_ok([](bson::builder& b) { b.append("tag", std::int32_t{1}); }));
-            co_await conn.reply(second, test::reply_ok([](bson::builder& b) { b.append("tag", std::int32_t{2}); }));
+            co_await conn.reply(first,
+                                test::reply_ok([](bson::builder& b) { b.append("tag", std::int32_t{1}); }));
+            co_await conn.reply(second,
+                                test::reply_ok([](bson::builder& b) { b.append("tag", std::int32_t{2}); }));
             co_await conn.receives_close();
         };
         co_await (client_side() && server_side());
@@ -216,11 +253,13 @@ BOOST_AUTO_TEST_CASE(socket_timeout_breaks_the_connection_and_releases_all) {
         auto client_side = [&]() -> asio::awaitable<void> {
             wire::connection_options options;
             options.socket_timeout = 150ms;
-            wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), options);
+            wire::connection conn =
+                co_await wire::connection::open(io.get_executor(), address_of(server), options);
             auto [first, second] = co_await (expect_error(conn.run_command("db", tagged(1))) &&
                                              expect_error(conn.run_command("db", tagged(2))));
             BOOST_TEST((first.kind() == error_kind::timeout || is_released_by_failure(first)), first.what());
-            BOOST_TEST((second.kind() == error_kind::timeout || is_released_by_failure(second)), second.what());
+            BOOST_TEST((second.kind() == error_kind::timeout || is_released_by_failure(second)),
+                       second.what());
             BOOST_TEST((first.kind() == error_kind::timeout || second.kind() == error_kind::timeout));
             BOOST_TEST(conn.is_broken());
             BOOST_TEST(conn.in_flight() == 0u);
@@ -243,7 +282,8 @@ BOOST_AUTO_TEST_CASE(server_that_never_answers_hello_times_out_the_connect) {
         auto client_side = [&]() -> asio::awaitable<void> {
             wire::connection_options options;
             options.connect_timeout = 200ms;
-            const error e = co_await expect_error(wire::connection::open(io.get_executor(), address_of(server), options));
+            const error e =
+                co_await expect_error(wire::connection::open(io.get_executor(), address_of(server), options));
             BOOST_TEST(e.code() == errc::timeout, e.what());
             BOOST_TEST(std::string(e.what()).find("handshake") != std::string::npos, e.what());
         };
@@ -259,10 +299,12 @@ BOOST_AUTO_TEST_CASE(server_that_never_answers_hello_times_out_the_connect) {
 BOOST_AUTO_TEST_CASE(old_server_is_refused_with_a_clear_error) {
     asio::io_context io;
     mock_server server(io.get_executor());
-    server.hello_reply(bson::document::from_json(R"({"ismaster": true, "maxWireVersion": 5, "minWireVersion": 0, "ok": 1})"));
+    server.hello_reply(bson::document::from_json(
+        R"({"ismaster": true, "maxWireVersion": 5, "minWireVersion": 0, "ok": 1})"));
     test::run_to_completion(io, [&]() -> asio::awaitable<void> {
         auto client_side = [&]() -> asio::awaitable<void> {
-            const error e = co_await expect_error(wire::connection::open(io.get_executor(), address_of(server), {}));
+            const error e =
+                co_await expect_error(wire::connection::open(io.get_executor(), address_of(server), {}));
             BOOST_TEST(e.code() == errc::wire_version_too_old);
             BOOST_TEST(std::string(e.what()).find("MongoDB 3.6") != std::string::npos, e.what());
         };
@@ -282,12 +324,17 @@ BOOST_AUTO_TEST_CASE(malformed_replies_are_protocol_errors) {
         std::function<void(std::vector<std::uint8_t>&)> apply;
     };
     const std::vector<corruption> cases = {
-        {"opCode", errc::unknown_opcode, [](auto& m) { m[12] = 0x01; m[13] = 0x00; }},
+        {"opCode", errc::unknown_opcode,
+         [](auto& m) {
+             m[12] = 0x01;
+             m[13] = 0x00;
+         }},
         {"required flag", errc::unknown_required_flag, [](auto& m) { m[16] |= 0x04; }},
         {"moreToCome", errc::unexpected_more_to_come, [](auto& m) { m[16] |= 0x02; }},
         {"section kind", errc::bad_section, [](auto& m) { m[20] = 0x07; }},
         {"bson element type", errc::bad_bson, [](auto& m) { m[25] = 0x42; }},
-        {"checksum", errc::checksum_mismatch, [](auto& m) {
+        {"checksum", errc::checksum_mismatch,
+         [](auto& m) {
              // Claims a checksum and carries a wrong one.
              m[16] |= 0x01;
              const std::uint32_t len = static_cast<std::uint32_t>(m.size() + 4);
@@ -304,7 +351,8 @@ BOOST_AUTO_TEST_CASE(malformed_replies_are_protocol_errors) {
             mock_server server(io.get_executor());
             test::run_to_completion(io, [&]() -> asio::awaitable<void> {
                 auto client_side = [&]() -> asio::awaitable<void> {
-                    wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), {});
+                    wire::connection conn =
+                        co_await wire::connection::open(io.get_executor(), address_of(server), {});
                     const error e = co_await expect_error(conn.run_command("db", tagged(1)));
                     BOOST_TEST(e.code() == c.expected, e.what());
                     BOOST_TEST((e.kind() == error_kind::protocol));
@@ -332,7 +380,8 @@ BOOST_AUTO_TEST_CASE(valid_checksum_is_accepted) {
     mock_server server(io.get_executor());
     test::run_to_completion(io, [&]() -> asio::awaitable<void> {
         auto client_side = [&]() -> asio::awaitable<void> {
-            wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), {});
+            wire::connection conn =
+                co_await wire::connection::open(io.get_executor(), address_of(server), {});
             const wire::reply r = co_await conn.run_command("db", tagged(5));
             BOOST_TEST(r.body().at("tag").as_int32() == 5);
         };
@@ -340,7 +389,8 @@ BOOST_AUTO_TEST_CASE(valid_checksum_is_accepted) {
             auto conn = co_await server.accept();
             const auto request = co_await conn.receives_command("echo");
             const auto body = test::reply_ok([](bson::builder& b) { b.append("tag", std::int32_t{5}); });
-            co_await conn.reply_with_response_to(request.request_id(), body, wire::sansio::flag::checksum_present);
+            co_await conn.reply_with_response_to(request.request_id(), body,
+                                                 wire::sansio::flag::checksum_present);
             co_await conn.receives_close();
         };
         co_await (client_side() && server_side());
@@ -352,10 +402,12 @@ BOOST_AUTO_TEST_CASE(cancelling_a_written_request_abandons_it) {
     mock_server server(io.get_executor());
     test::run_to_completion(io, [&]() -> asio::awaitable<void> {
         auto client_side = [&]() -> asio::awaitable<void> {
-            wire::connection conn = co_await wire::connection::open(io.get_executor(), address_of(server), {});
+            wire::connection conn =
+                co_await wire::connection::open(io.get_executor(), address_of(server), {});
             asio::steady_timer trigger(io, 100ms);
             // The timer wins the race: the request, already written, is cancelled.
-            auto result = co_await (conn.run_command("db", tagged(1)) || trigger.async_wait(asio::use_awaitable));
+            auto result =
+                co_await (conn.run_command("db", tagged(1)) || trigger.async_wait(asio::use_awaitable));
             BOOST_TEST(result.index() == 1u);
             BOOST_TEST(!conn.is_broken());
             const wire::reply r = co_await conn.run_command("db", tagged(2));
@@ -365,10 +417,77 @@ BOOST_AUTO_TEST_CASE(cancelling_a_written_request_abandons_it) {
             auto conn = co_await server.accept();
             const auto first = co_await conn.receives_command("echo");
             const auto second = co_await conn.receives_command("echo", 2s);
-            co_await conn.reply(first, test::reply_ok([](bson::builder& b) { b.append("tag", std::int32_t{1}); }));
-            co_await conn.reply(second, test::reply_ok([](bson::builder& b) { b.append("tag", std::int32_t{2}); }));
+            co_await conn.reply(first,
+                                test::reply_ok([](bson::builder& b) { b.append("tag", std::int32_t{1}); }));
+            co_await conn.reply(second,
+                                test::reply_ok([](bson::builder& b) { b.append("tag", std::int32_t{2}); }));
             co_await conn.receives_close();
         };
         co_await (client_side() && server_side());
+    }());
+}
+
+// A deadline ends a request whose bytes are still being written to a peer that stopped reading, within a
+// small bound rather than when the kernel gives up: the connection is closed (its stream would be cut
+// mid-message anyway) and not reused. The server side lets go of the connection only after a bound the
+// request must beat by far.
+BOOST_AUTO_TEST_CASE(a_deadline_ends_a_request_stuck_in_its_write_and_breaks_the_connection) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    server.auto_hello(false);
+    asio::steady_timer release(io, 6s);
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        auto client_side = [&]() -> asio::awaitable<void> {
+            wire::connection conn =
+                co_await wire::connection::open(io.get_executor(), address_of(server), {});
+            const bson::document document = large_document(stuck_write_size);
+            const asio::const_buffer bytes(document.view().data(), document.view().size());
+            const wire::sansio::document_sequence documents{"documents", std::span(&bytes, 1)};
+            const auto start = std::chrono::steady_clock::now();
+            const error e = co_await expect_error(
+                async::with_timeout(conn.run_command("db", bson::document::from_json(R"({"insert": "c"})"),
+                                                     std::span(&documents, 1)),
+                                    200ms, "stuck insert"));
+            const auto took = std::chrono::steady_clock::now() - start;
+            BOOST_TEST(e.code() == errc::timeout, e.what());
+            BOOST_TEST(took < 5s, "the deadline ended the request only after "
+                                      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                                      << " ms");
+            BOOST_TEST(conn.is_broken());
+            const error later = co_await expect_error(conn.run_command("db", tagged(1)));
+            BOOST_TEST(later.code() == errc::connection_broken, later.what());
+            release.cancel();
+        };
+        co_await (client_side() && answer_hello_then_stop_reading(server, release));
+    }());
+}
+
+// socketTimeoutMS covers the write as well as the wait for the reply.
+BOOST_AUTO_TEST_CASE(socket_timeout_ends_a_request_stuck_in_its_write) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    server.auto_hello(false);
+    asio::steady_timer release(io, 6s);
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        auto client_side = [&]() -> asio::awaitable<void> {
+            wire::connection_options options;
+            options.socket_timeout = 200ms;
+            wire::connection conn =
+                co_await wire::connection::open(io.get_executor(), address_of(server), options);
+            const bson::document document = large_document(stuck_write_size);
+            const asio::const_buffer bytes(document.view().data(), document.view().size());
+            const wire::sansio::document_sequence documents{"documents", std::span(&bytes, 1)};
+            const auto start = std::chrono::steady_clock::now();
+            const error e = co_await expect_error(conn.run_command(
+                "db", bson::document::from_json(R"({"insert": "c"})"), std::span(&documents, 1)));
+            const auto took = std::chrono::steady_clock::now() - start;
+            BOOST_TEST(e.code() == errc::timeout, e.what());
+            BOOST_TEST(took < 5s, "socketTimeoutMS ended the request only after "
+                                      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                                      << " ms");
+            BOOST_TEST(conn.is_broken());
+            release.cancel();
+        };
+        co_await (client_side() && answer_hello_then_stop_reading(server, release));
     }());
 }

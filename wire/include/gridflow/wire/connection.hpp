@@ -8,13 +8,13 @@
 // A request moves through: queued → writing → awaiting reply → done, or abandoned when its caller stopped
 // waiting after the bytes went out (its reply is still read and thrown away, so the stream stays in sync).
 //
-// Failure: a network error, a protocol violation in any reply, or a socket timeout marks the connection broken,
-// closes the socket and fails every request pending on it with that error. Later requests fail at once with
-// errc::connection_broken. A server error (ok: 0) fails only its own request.
+// Failure: a network error, a protocol violation in any reply, or a socket timeout marks the connection
+// broken, closes the socket and fails every request pending on it with that error. Later requests fail at
+// once with errc::connection_broken. A server error (ok: 0) fails only its own request.
 //
-// Security: with connection_options::tls the socket speaks TLS (the same reader, writer and pipelining run over
-// the encrypted stream); with connection_options::credentials each new connection authenticates right after
-// hello, before open() returns it, so every request on an open connection runs as that user.
+// Security: with connection_options::tls the socket speaks TLS (the same reader, writer and pipelining run
+// over the encrypted stream); with connection_options::credentials each new connection authenticates right
+// after hello, before open() returns it, so every request on an open connection runs as that user.
 #pragma once
 
 #include <gridflow/wire/bson.hpp>
@@ -40,7 +40,7 @@ namespace gridflow::wire {
 namespace detail {
 class connection_impl;
 class connection_security;
-}
+}  // namespace detail
 
 struct host_port {
     std::string host;
@@ -67,8 +67,9 @@ struct tls_options {
 struct connection_options {
     // connectTimeoutMS: bounds name resolution, the TCP connect and the hello handshake together.
     std::chrono::milliseconds connect_timeout{10'000};
-    // socketTimeoutMS: how long one request may wait for its reply. Expiry breaks the connection (the stream's
-    // state is unknown) and fails every request on it. Empty: no limit, as in the URI spec's default of 0.
+    // socketTimeoutMS: how long one request may take, its write and its reply. Expiry breaks the connection
+    // (the stream's state is unknown) and fails every request on it. Empty: no limit, as in the URI spec's
+    // default of 0.
     std::optional<std::chrono::milliseconds> socket_timeout;
     std::optional<std::string> app_name;
     // TLS 1.2 or newer with these settings when set; plain TCP otherwise.
@@ -115,8 +116,11 @@ public:
     // invalid_argument (a CA or certificate file that cannot be loaded), auth_failed (naming the user, the
     // mechanism and the server's reason, never the password), not_supported (an authentication mechanism
     // gridflow does not implement), timeout, wire_version_too_old, a protocol error for a malformed hello
-    // reply, or a server error. Cancellation: the attempt stops and the socket is closed; the caller sees
-    // errc::cancelled.
+    // reply, or a server error.
+    //
+    // Cancellation (any type): the attempt stops and the socket is closed; the caller sees errc::cancelled. A
+    // name lookup still in progress is left to finish in the background (getaddrinfo cannot be interrupted),
+    // so connect_timeout bounds the lookup too.
     static boost::asio::awaitable<connection> open(boost::asio::any_io_executor executor, host_port address,
                                                    connection_options options);
 
@@ -139,10 +143,15 @@ public:
     //
     // Cancellation (terminal, partial or total):
     //   - still queued: removed from the queue, never sent; completes with errc::cancelled;
-    //   - being written: completes with errc::cancelled when the write finishes (the bytes are then on the
-    //     wire, so the caller's buffers must stay valid until then, which this call guarantees by not
-    //     returning earlier);
-    //   - written, awaiting its reply: completes with errc::cancelled at once; the request is abandoned and its
+    //   - being written, terminal (which with_timeout and awaitable operators emit): the connection is broken
+    //     at once (its socket closed), since a write blocked on a peer that stopped reading might never end
+    //     and a message cut short leaves the stream unusable anyway. The call completes with errc::cancelled
+    //     as soon as the aborted write returns, and every other request on the connection fails with
+    //     errc::connection_closed, as after any network failure (the server may have run the written ones);
+    //   - being written, partial or total only: completes with errc::cancelled when the write finishes, the
+    //     request then abandoned as below; the connection stays usable, but nothing bounds the wait;
+    //   - written, awaiting its reply: completes with errc::cancelled at once; the request is abandoned and
+    //   its
     //     reply discarded when it arrives. The connection stays usable. The server still runs the command.
     //
     // Thread safety: may be called concurrently from any number of coroutines on any threads.
