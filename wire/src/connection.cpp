@@ -27,6 +27,7 @@
 #include <atomic>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <tuple>
 #include <unordered_map>
 #include <variant>
@@ -99,6 +100,10 @@ struct pending_request {
     state current = state::queued;
     // Set when cancellation arrives during the write; honoured as soon as the write completes.
     bool cancel_requested = false;
+    // A reply that arrived while the request was still being written (a server may answer once it has read
+    // the header, say to refuse the request); handed over when the write completes, since the caller may
+    // free its buffers as soon as it is completed and the write reads them until it ends.
+    std::optional<reply> early_reply;
     completion_handler handler;
     asio::any_io_executor handler_executor;
     asio::cancellation_slot slot;
@@ -456,7 +461,8 @@ private:
             buffers.clear();
             for (const auto& request : batch) {
                 request->current = pending_request::state::writing;
-                // Registered before the write: a reply may arrive before the whole gathered write completes.
+                // Registered before the write: a reply may arrive before the whole gathered write completes
+                // (deliver keeps it for finish_write).
                 self->in_flight_.emplace(request->message.request_id(), request);
                 const auto& b = request->message.buffers();
                 buffers.insert(buffers.end(), b.begin(), b.end());
@@ -471,11 +477,14 @@ private:
         }
     }
 
+    // Completes a request whose write has ended (every request of the batch is still in state writing:
+    // cancel, fail_all and deliver all leave that to here). A reply that already arrived is the outcome
+    // whatever happened since, a cancellation or a failure included: the command ran.
     void finish_write(const request_ptr& request) {
         using state = pending_request::state;
-        if (request->current != state::writing)
-            return;  // its reply already arrived
-        if (failure_) {
+        if (request->early_reply) {
+            complete(request, nullptr, std::move(*request->early_reply));
+        } else if (failure_) {
             in_flight_.erase(request->message.request_id());
             outstanding_.fetch_sub(1, std::memory_order_relaxed);
             complete(request, request->cancel_requested ? cancelled() : failure_);
@@ -531,6 +540,10 @@ private:
         outstanding_.fetch_sub(1, std::memory_order_relaxed);
         if (request->current == pending_request::state::abandoned)
             return;
+        if (request->current == pending_request::state::writing) {
+            request->early_reply.emplace(std::move(bytes), std::move(message));
+            return;
+        }
         complete(request, nullptr, reply(std::move(bytes), std::move(message)));
     }
 

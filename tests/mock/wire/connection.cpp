@@ -15,13 +15,18 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <memory>
 
 namespace asio = boost::asio;
 using namespace asio::experimental::awaitable_operators;
@@ -489,5 +494,79 @@ BOOST_AUTO_TEST_CASE(socket_timeout_ends_a_request_stuck_in_its_write) {
             release.cancel();
         };
         co_await (client_side() && answer_hello_then_stop_reading(server, release));
+    }());
+}
+
+namespace {
+
+// A server that answers a request as soon as it has read the request's header, before the rest: Mongo servers
+// read whole messages first, but nothing on the wire forbids it. Plain sockets, since the mock reads whole
+// messages. `draining` is set when the server starts reading the request's body, after a pause that leaves
+// the client time to receive the reply. The next request is answered as usual.
+asio::awaitable<void> answer_after_the_header(asio::ip::tcp::acceptor& acceptor, bool& draining) {
+    namespace sansio = wire::sansio;
+    auto socket = co_await acceptor.async_accept(asio::use_awaitable);
+    auto read_header = [&]() -> asio::awaitable<sansio::message_header> {
+        std::array<std::uint8_t, sansio::header_size> bytes{};
+        co_await asio::async_read(socket, asio::buffer(bytes), asio::use_awaitable);
+        sansio::message_header header;
+        BOOST_TEST_REQUIRE(!sansio::decode_header(bytes, sansio::default_max_message_size, header));
+        co_return header;
+    };
+    auto skip = [&](std::size_t n) -> asio::awaitable<void> {
+        std::vector<std::uint8_t> sink(n);
+        co_await asio::async_read(socket, asio::buffer(sink), asio::use_awaitable);
+    };
+    auto answer = [&](std::int32_t response_to, const bson::document& body) -> asio::awaitable<void> {
+        const auto message = sansio::encode_op_msg(1, body.view(), {}, 0, response_to);
+        co_await asio::async_write(socket, message.buffers(), asio::use_awaitable);
+    };
+    const auto hello = co_await read_header();
+    co_await skip(static_cast<std::size_t>(hello.message_length) - sansio::header_size);
+    co_await answer(hello.request_id, test::default_hello_reply());
+
+    const auto request = co_await read_header();
+    co_await answer(request.request_id, test::reply_ok());
+    asio::steady_timer pause(socket.get_executor(), 300ms);
+    co_await pause.async_wait(asio::use_awaitable);
+    draining = true;
+    co_await skip(static_cast<std::size_t>(request.message_length) - sansio::header_size);
+    const auto next = co_await read_header();
+    co_await skip(static_cast<std::size_t>(next.message_length) - sansio::header_size);
+    co_await answer(next.request_id, test::reply_ok());
+    // Until the client closes.
+    std::array<std::uint8_t, 1> rest{};
+    boost::system::error_code ignored;
+    co_await socket.async_read_some(asio::buffer(rest), asio::redirect_error(asio::use_awaitable, ignored));
+}
+
+}  // namespace
+
+// A reply that arrives while its request is still being written completes the caller only once the write is
+// over: the caller may free the request's buffers as soon as it completes (as here, which ASan would catch as
+// a use after free), and the gathered write still reads them until then.
+BOOST_AUTO_TEST_CASE(a_reply_before_the_end_of_its_write_waits_for_the_write) {
+    asio::io_context io;
+    asio::ip::tcp::acceptor acceptor(io, asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    const wire::host_port address{"127.0.0.1", acceptor.local_endpoint().port()};
+    bool draining = false;
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        auto client_side = [&]() -> asio::awaitable<void> {
+            wire::connection conn = co_await wire::connection::open(io.get_executor(), address, {});
+            auto document = std::make_unique<bson::document>(large_document(stuck_write_size));
+            const asio::const_buffer bytes(document->view().data(), document->view().size());
+            const wire::sansio::document_sequence documents{"documents", std::span(&bytes, 1)};
+            const bson::document insert = bson::document::from_json(R"({"insert": "c"})");
+            const wire::reply r = co_await conn.run_command("db", insert, std::span(&documents, 1));
+            BOOST_TEST(draining, "the request completed while the server had not started reading its body");
+            document.reset();
+            BOOST_TEST(r.body().at("ok").truthy());
+            // The next request goes out after the first one's last byte.
+            const wire::reply next = co_await conn.run_command("db", tagged(2));
+            BOOST_TEST(next.body().at("ok").truthy());
+            BOOST_TEST(!conn.is_broken());
+            BOOST_TEST(conn.in_flight() == 0u);
+        };
+        co_await (client_side() && answer_after_the_header(acceptor, draining));
     }());
 }

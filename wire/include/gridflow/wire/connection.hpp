@@ -136,7 +136,8 @@ public:
     // writeConcernError are thrown as server errors.
     //
     // Buffers: `command` is copied (bodies are small); the sequence documents are referenced and must stay
-    // valid until this call completes.
+    // valid until this call completes. It never completes while the connection may still read them, even
+    // when the reply arrives before the request is fully written (it is then held until the write ends).
     //
     // Completion: the reply, or gridflow::error (network, protocol, timeout, server, usage when the message
     // exceeds maxMessageSizeBytes).
