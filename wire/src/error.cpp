@@ -132,12 +132,36 @@ error_kind kind_of(errc e) noexcept {
     return error_kind::usage;
 }
 
-error::error(errc e, const std::string& what) : std::system_error(make_error_code(e), what), kind_(kind_of(e)) {}
+namespace {
 
+std::string with_reason(const std::string& context, const std::error_code& code) {
+    const std::string reason = code.message();
+    if (context.empty())
+        return reason;
+    if (context.find(reason) != std::string::npos)
+        return context;
+    return context + ": " + reason;
+}
+
+}  // namespace
+
+bool server_error_info::has_label(std::string_view label) const noexcept {
+    for (const auto& l : error_labels) {
+        if (l == label)
+            return true;
+    }
+    return false;
+}
+
+error::error(errc e, const std::string& what)
+    : std::system_error(make_error_code(e), what), kind_(kind_of(e)), message_(with_reason(what, code())) {}
+
+// A server error's description already names its code, so nothing is appended.
 error::error(server_error_info info)
     : std::system_error(std::error_code(info.code, server_category()), describe(info)),
       kind_(error_kind::server),
-      server_(std::move(info)) {}
+      server_(std::move(info)),
+      message_(describe(*server_)) {}
 
 errc to_client_errc(const boost::system::error_code& ec) noexcept {
     namespace ae = boost::asio::error;

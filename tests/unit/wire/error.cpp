@@ -48,3 +48,20 @@ BOOST_AUTO_TEST_CASE(asio_codes_map_to_client_codes) {
         BOOST_TEST(std::string(e.what()).find("cannot connect to h:1") != std::string::npos);
     }
 }
+
+// A message that already gives its reason does not repeat it ("invalid BSON document: invalid BSON
+// document"), a wrapped message keeps one copy, and a bare context still gets the reason.
+BOOST_AUTO_TEST_CASE(messages_do_not_repeat_their_reason) {
+    const error bare(errc::bad_bson, "reply from h:1");
+    BOOST_TEST(std::string(bare.what()) == "reply from h:1: invalid BSON document");
+    const error said(errc::bad_bson, "protocol error in reply from h:1: invalid BSON document");
+    BOOST_TEST(std::string(said.what()) == "protocol error in reply from h:1: invalid BSON document");
+    const error wrapped(errc::bad_bson, std::string(bare.what()) + " (while reading)");
+    BOOST_TEST(std::string(wrapped.what()) == "reply from h:1: invalid BSON document (while reading)");
+    server_error_info info;
+    info.code = 13;
+    info.code_name = "Unauthorized";
+    info.message = "not authorized";
+    const std::string server_what = error(info).what();
+    BOOST_TEST(server_what == "not authorized (code 13, Unauthorized)");
+}

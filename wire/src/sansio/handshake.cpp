@@ -3,6 +3,8 @@
 
 #include <boost/version.hpp>
 
+#include <algorithm>
+
 #include <sys/utsname.h>
 
 namespace gridflow::wire::sansio {
@@ -19,9 +21,27 @@ std::int32_t positive_int32(const bson::element& e) {
     return static_cast<std::int32_t>(v);
 }
 
+// The labels of a reply or of one of its error documents (errorLabels is top-level in a reply, and inside
+// writeConcernError on some server versions).
+void append_labels(bson::view doc, std::vector<std::string>& labels) {
+    const auto found = doc.find("errorLabels");
+    if (!found || found->type() != BSON_TYPE_ARRAY)
+        return;
+    found->as_array().for_each([&](const bson::element& e) {
+        if (e.type() != BSON_TYPE_UTF8)
+            return;
+        std::string label(e.as_string());
+        if (std::find(labels.begin(), labels.end(), label) == labels.end())
+            labels.push_back(std::move(label));
+    });
+}
+
 server_error_info server_error_from(bson::view doc) {
     server_error_info info;
-    if (auto code = doc.find("code"); code && code->is_number()) info.code = static_cast<int>(code->as_integer());
+    // A reply without a code keeps unknown_server_error_code, so that the error_code is not falsy.
+    if (auto code = doc.find("code"); code && code->is_number() && code->as_integer() != 0) {
+        info.code = static_cast<int>(code->as_integer());
+    }
     if (auto name = doc.find("codeName"); name && name->type() == BSON_TYPE_UTF8) {
         info.code_name = std::string(name->as_string());
     }
@@ -103,13 +123,21 @@ namespace {
 void check_ok(bson::view reply) {
     const auto ok = reply.find("ok");
     if (!ok) throw error(errc::bad_reply, "reply has no 'ok' field: " + reply.to_json());
-    if (!ok->truthy()) throw error(server_error_from(reply));
+    if (!ok->truthy()) {
+        server_error_info info = server_error_from(reply);
+        append_labels(reply, info.error_labels);
+        throw error(std::move(info));
+    }
 }
 
 void check_write_concern(bson::view reply) {
     if (auto wce = reply.find("writeConcernError")) {
+        if (wce->type() != BSON_TYPE_DOCUMENT)
+            throw error(errc::bad_reply, "writeConcernError is not a document");
         server_error_info info = server_error_from(wce->as_document());
         info.write_concern_error = true;
+        append_labels(reply, info.error_labels);
+        append_labels(wce->as_document(), info.error_labels);
         throw error(std::move(info));
     }
 }
@@ -124,6 +152,8 @@ std::vector<server_error_info> write_errors_of(bson::view reply) {
     if (write_errors->type() != BSON_TYPE_ARRAY)
         throw error(errc::bad_reply, "writeErrors is not an array");
     write_errors->as_array().for_each([&](const bson::element& e) {
+        if (e.type() != BSON_TYPE_DOCUMENT)
+            throw error(errc::bad_reply, "writeErrors holds an element that is not a document");
         const bson::view we = e.as_document();
         server_error_info info = server_error_from(we);
         const auto index = we.find("index");

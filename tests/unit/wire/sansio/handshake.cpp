@@ -70,3 +70,38 @@ BOOST_AUTO_TEST_CASE(reply_checks_surface_server_failures) {
     BOOST_CHECK_EXCEPTION(check_command_reply(bson::document::from_json(R"({"n": 1})")), error,
                           [](const error& e) { return e.code() == errc::bad_reply; });
 }
+
+// An ok: 0 without a code is still an error: its error_code must not be falsy, or `if (e.code())` and
+// error_code comparisons would take it for success.
+BOOST_AUTO_TEST_CASE(a_server_error_without_a_code_is_not_falsy) {
+    BOOST_CHECK_EXCEPTION(check_command_reply(bson::document::from_json(R"({"ok": 0, "errmsg": "no"})")),
+                          error, [](const error& e) {
+                              return static_cast<bool>(e.code()) && e.kind() == error_kind::server &&
+                                     e.server()->code == unknown_server_error_code &&
+                                     e.server()->message == "no";
+                          });
+    BOOST_CHECK_EXCEPTION(
+        check_command_reply(bson::document::from_json(R"({"ok": 0, "code": 0, "errmsg": "zero"})")), error,
+        [](const error& e) { return static_cast<bool>(e.code()); });
+}
+
+// errorLabels decide retries (retryable writes, SDAM), so they survive into the error: top-level for ok: 0
+// and beside a writeConcernError, or inside it as some servers send them.
+BOOST_AUTO_TEST_CASE(error_labels_are_kept) {
+    const std::vector<std::string> both{"RetryableWriteError", "X"};
+    BOOST_CHECK_EXCEPTION(
+        check_command_reply(bson::document::from_json(
+            R"({"ok": 0, "code": 91, "errmsg": "shutdown", "errorLabels": ["RetryableWriteError", "X"]})")),
+        error, [&](const error& e) {
+            return e.server()->error_labels == both && e.server()->has_label("RetryableWriteError") &&
+                   !e.server()->has_label("Y");
+        });
+    BOOST_CHECK_EXCEPTION(
+        check_command_reply(bson::document::from_json(
+            R"({"ok": 1, "n": 1, "writeConcernError": {"code": 91, "errmsg": "s", "errorLabels": ["A"]},
+                "errorLabels": ["RetryableWriteError"]})")),
+        error, [](const error& e) {
+            return e.server()->write_concern_error && e.server()->has_label("RetryableWriteError") &&
+                   e.server()->has_label("A");
+        });
+}

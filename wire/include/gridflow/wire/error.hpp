@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 namespace gridflow {
 
@@ -82,21 +83,32 @@ std::ostream& operator<<(std::ostream& out, error_kind kind);
 
 // Known server codes worth naming.
 inline constexpr int duplicate_key_code = 11000;
+// MongoDB's own UnknownError: the code a server error gets when the reply names none, so that the
+// error_code of a server error is never falsy.
+inline constexpr int unknown_server_error_code = 8;
 
 // Details of a server-side failure: the server's own words, and for write errors the index of the failed
 // document within the batch.
 struct server_error_info {
-    int code = 0;
+    int code = unknown_server_error_code;
     std::string code_name;
     std::string message;
     std::optional<std::int64_t> write_error_index;  // set for writeErrors[i]
     bool write_concern_error = false;               // set for writeConcernError
+    // The reply's errorLabels (e.g. "RetryableWriteError", "TransientTransactionError"), in its order.
+    std::vector<std::string> error_labels;
+
+    [[nodiscard]] bool has_label(std::string_view label) const noexcept;
 };
 
+// what() is the context given to the constructor followed by the code's own message, unless the context
+// already says it (a message wrapped into another one never repeats its reason).
 class error : public std::system_error {
 public:
     error(errc e, const std::string& what);
     explicit error(server_error_info info);
+
+    [[nodiscard]] const char* what() const noexcept override { return message_.c_str(); }
 
     [[nodiscard]] error_kind kind() const noexcept { return kind_; }
     // Set when kind() is server.
@@ -108,6 +120,7 @@ public:
 private:
     error_kind kind_;
     std::optional<server_error_info> server_;
+    std::string message_;
 };
 
 // Converts a low-level failure (from Asio or the OS) into gridflow's vocabulary: operation_aborted becomes
