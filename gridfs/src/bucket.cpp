@@ -4,6 +4,7 @@
 #include "download_state.hpp"
 #include "insert_combiner.hpp"
 #include "open_combiner.hpp"
+#include "upload_cleanups.hpp"
 #include "upload_state.hpp"
 
 #include <gridflow/wire/detail/buffer_recycler.hpp>
@@ -19,8 +20,11 @@
 #include <boost/system/system_error.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -215,7 +219,8 @@ bucket::state::state(wire::database database, bucket_options opts)
       opens(std::make_shared<detail::open_combiner>(
           db, detail::open_combiner::settings{files.name(), chunks.name(), read_preference,
                                               options.chunk_size_bytes, run_length(options.chunk_size_bytes),
-                                              combined_opens_in_flight, options.timeout})) {}
+                                              combined_opens_in_flight, options.timeout})),
+      cleanups(std::make_shared<detail::upload_cleanups>()) {}
 
 void bucket::state::append_write_concern(bson::builder& command) const {
     if (write_concern)
@@ -261,27 +266,6 @@ asio::awaitable<std::int64_t> bucket::state::delete_documents(const wire::collec
 
 std::size_t bucket::state::stream_connections() const noexcept {
     return std::min(options.connections_per_stream, options.max_in_flight);
-}
-
-asio::awaitable<std::vector<wire::pool::lease>> bucket::state::lease_connections() const {
-    std::vector<wire::pool::lease> leases;
-    leases.reserve(stream_connections());
-    leases.push_back(co_await db.client().pool().acquire());
-    top_up(leases);
-    co_return leases;
-}
-
-void bucket::state::top_up(std::vector<wire::pool::lease>& leases) const {
-    const std::size_t wanted = stream_connections();
-    auto& pool = db.client().pool();
-    while (leases.size() < wanted) {
-        auto idle = pool.try_acquire();
-        if (!idle) {
-            pool.prepare(wanted - leases.size());
-            return;
-        }
-        leases.push_back(std::move(*idle));
-    }
 }
 
 void bucket::state::prepare_stream_connections() const {
@@ -396,6 +380,8 @@ asio::awaitable<std::shared_ptr<detail::upload_state>> open_upload(std::shared_p
     // A fresh ObjectId cannot name an existing file, so only a caller's id costs the extra round trip (which
     // is most of the time of a small upload on a distant server). The unique indexes still guard both cases.
     if (origin == id_origin::caller) {
+        // A failed upload of this id may still be deleting its chunks, which would take the new ones too.
+        co_await s->cleanups->wait_for(id);
         wire::find_options find;
         find.projection = index_keys("_id");
         const bson::document filter = detail::id_filter("_id", id);
@@ -409,23 +395,23 @@ asio::awaitable<std::shared_ptr<detail::upload_state>> open_upload(std::shared_p
                                                   std::move(options), combined);
 }
 
-// How a whole-call upload moves its bytes into the open stream; sets source_failed when the source (not
-// the stream) threw.
-using transfer_fn = std::function<asio::awaitable<void>(detail::upload_state&, bool& source_failed)>;
+// How a whole-call upload moves its bytes into the open stream.
+using transfer_fn = std::function<asio::awaitable<void>(detail::upload_state&)>;
 
-// open, transfer, close as one call. On failure every insert is settled before this returns (the transfer
-// may have lent the stream the caller's memory), except the combined inserts of an interrupted upload, which
-// own their bytes: the interruption must not wait for a server that may not answer. A source failure deletes
-// the chunks written (the spec's abort), an interruption leaves that to the background cleanup.
+// open, transfer, close as one call. On failure every insert that references the caller's memory is settled
+// before this returns (upload_from_buffer lends the stream that memory; an interruption closes their
+// connections, so that is quick). Inserts that own their bytes are left to the background cleanup after an
+// interruption, so the caller does not wait for a server that may not answer. Whatever failed (the source, an
+// insert, the files document), the cleanup deletes the chunks, as for a failed stream, unless the files
+// document may exist.
 asio::awaitable<void> upload_whole(std::shared_ptr<bucket::state> b, bson::value id, id_origin origin,
                                    std::string filename, upload_options options, transfer_fn transfer,
                                    bool combined = false) {
     auto s = co_await open_upload(std::move(b), std::move(id), origin, std::move(filename),
                                   std::move(options), combined);
-    bool source_failed = false;
     std::exception_ptr failed;
     try {
-        co_await transfer(*s, source_failed);
+        co_await transfer(*s);
     } catch (...) {
         failed = std::current_exception();
     }
@@ -434,23 +420,13 @@ asio::awaitable<void> upload_whole(std::shared_ptr<bucket::state> b, bson::value
     failed = s->record(failed);
     // A cancelled coroutine may await nothing more; settling the inserts is part of the cancellation.
     co_await asio::this_coro::reset_cancellation_state();
-    if (!s->combined || !s->interrupted) {
+    if (s->borrows_caller_memory || !s->interrupted) {
         try {
             co_await s->drain();
         } catch (...) {
         }
     }
-    // Nothing is in flight any more; the deletes below lease from the pool, which may have no other
-    // connection to give.
-    s->leases.clear();
-    if (s->interrupted) {
-        s->start_cleanup();
-    } else if (source_failed && !s->id_taken) {
-        try {
-            co_await s->parent->delete_documents(s->parent->chunks, detail::id_filter("files_id", s->id), 0);
-        } catch (...) {
-        }
-    }
+    s->start_cleanup();
     std::rethrow_exception(failed);
 }
 
@@ -468,7 +444,7 @@ bool fits_one_stretched_block(std::uint64_t remaining, std::size_t staging_size)
     return remaining <= staging_size + staging_size / 2;
 }
 
-asio::awaitable<void> upload_blocks(detail::upload_state& s, block_reader read, bool& source_failed,
+asio::awaitable<void> upload_blocks(detail::upload_state& s, block_reader read,
                                     std::optional<std::uint64_t> expected_size = std::nullopt) {
     std::uint64_t sent = 0;
     for (;;) {
@@ -484,13 +460,7 @@ asio::awaitable<void> upload_blocks(detail::upload_state& s, block_reader read, 
         const std::span<std::uint8_t> whole(block.get(), block_size);
         std::size_t filled = 0;
         while (filled < whole.size()) {
-            std::size_t n = 0;
-            try {
-                n = co_await read(block, whole.subspan(filled));
-            } catch (...) {
-                source_failed = true;
-                throw;
-            }
+            const std::size_t n = co_await read(block, whole.subspan(filled));
             if (n == 0)
                 break;
             filled += n;
@@ -573,11 +543,9 @@ bool may_send_mapped(const detail::upload_state& s) {
     return !s.combined && !s.sha256 && !s.md5 && !s.parent->db.client().options().pool.connection.tls;
 }
 
-asio::awaitable<void> upload_from_path(detail::upload_state& s, const std::filesystem::path& path,
-                                       bool& source_failed) {
+asio::awaitable<void> upload_from_path(detail::upload_state& s, const std::filesystem::path& path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        source_failed = true;
         throw error(errc::invalid_argument,
                     "GridFS upload: cannot open " + path.string() + ": " + std::strerror(errno));
     }
@@ -619,18 +587,16 @@ asio::awaitable<void> upload_from_path(detail::upload_state& s, const std::files
                 mapped += s.staging_size;
             }
             if (mapped > 0 && ::lseek(fd, static_cast<off_t>(mapped), SEEK_SET) < 0) {
-                source_failed = true;
                 throw error(errc::invalid_argument,
                             "GridFS upload: cannot seek in " + path.string() + ": " + std::strerror(errno));
             }
         }
-        co_await upload_blocks(s, std::move(read), source_failed,
+        co_await upload_blocks(s, std::move(read),
                                size ? std::optional<std::uint64_t>(*size - mapped) : std::nullopt);
     } catch (...) {
         // A mapped block that lost its pages fails as a write error on its connection; name the cause.
         struct stat now {};
         if (mapped > 0 && ::fstat(fd, &now) == 0 && static_cast<std::uint64_t>(now.st_size) < mapped) {
-            source_failed = true;
             throw error(errc::invalid_argument, "GridFS upload: " + path.string() + " shrank to " +
                                                     std::to_string(now.st_size) + " bytes while its first " +
                                                     std::to_string(mapped) + " bytes were being sent");
@@ -718,7 +684,7 @@ asio::awaitable<void> upload_buffer(const std::shared_ptr<bucket::state>& state,
                                     upload_options options) {
     // No owner for the chunks: data is the caller's and outlives this call, which settles every insert
     // before returning (a combined upload copies it).
-    transfer_fn transfer = [data](detail::upload_state& s, bool&) { return s.upload_all(data); };
+    transfer_fn transfer = [data](detail::upload_state& s) { return s.upload_all(data); };
     const bool combined =
         combines(data.size(), options.chunk_size_bytes.value_or(state->options.chunk_size_bytes));
     co_await state->bounded(upload_whole(state, std::move(id), origin, std::string(filename),
@@ -729,9 +695,7 @@ asio::awaitable<void> upload_buffer(const std::shared_ptr<bucket::state>& state,
 asio::awaitable<void> upload_file(const std::shared_ptr<bucket::state>& state, bson::value id, id_origin origin,
                                   std::string_view filename, const std::filesystem::path& path,
                                   upload_options options) {
-    transfer_fn transfer = [path](detail::upload_state& s, bool& source_failed) {
-        return upload_from_path(s, path, source_failed);
-    };
+    transfer_fn transfer = [path](detail::upload_state& s) { return upload_from_path(s, path); };
     co_await state->bounded(upload_whole(state, std::move(id), origin, std::string(filename), std::move(options),
                                          std::move(transfer)),
                             "GridFS upload_from_file");
@@ -755,11 +719,11 @@ asio::awaitable<void> bucket::upload_from_buffer_with_id(bson::value id, std::st
 
 asio::awaitable<void> bucket::upload_from_source(bson::value id, bool generated_id, std::string_view filename,
                                                  upload_options options, detail::byte_source source) const {
-    transfer_fn transfer = [&source](detail::upload_state& s, bool& source_failed) {
+    transfer_fn transfer = [&source](detail::upload_state& s) {
         block_reader read = [&source](std::shared_ptr<std::uint8_t[]>, std::span<std::uint8_t> into) {
             return source(into);
         };
-        return upload_blocks(s, std::move(read), source_failed);
+        return upload_blocks(s, std::move(read));
     };
     const auto origin = generated_id ? id_origin::generated : id_origin::caller;
     co_await state_->bounded(
@@ -801,14 +765,24 @@ asio::awaitable<std::vector<std::uint8_t>> bucket::download_to_buffer(bson::valu
     auto body = [](std::shared_ptr<state> b,
                    bson::value file_id) -> asio::awaitable<std::vector<std::uint8_t>> {
         auto s = co_await open_download_by_id(std::move(b), std::move(file_id), {});
-        if (s->layout.length() > static_cast<std::int64_t>(std::vector<std::uint8_t>().max_size()))
+        const std::int64_t length = s->layout.length();
+        if (length > static_cast<std::int64_t>(std::vector<std::uint8_t>().max_size()))
             throw error(errc::invalid_argument, "GridFS file too large for memory");
-        std::vector<std::uint8_t> out(static_cast<std::size_t>(s->layout.length()));
+        // Grown as the bytes arrive, so that a length no chunks back allocates one step, not the length.
+        constexpr std::size_t first_step = 16 * 1024 * 1024;
+        const auto total = static_cast<std::size_t>(length);
+        std::vector<std::uint8_t> out;
         std::exception_ptr failed;
         try {
-            const std::size_t n = co_await s->read(out);
-            if (n != out.size())
-                throw error(errc::chunk_missing, "GridFS file ended early");
+            std::size_t filled = 0;
+            while (filled < total) {
+                const std::size_t room = std::min(total, std::max(first_step, 2 * filled));
+                out.resize(room);
+                const std::size_t n = co_await s->read(std::span(out).subspan(filled));
+                if (n == 0)
+                    throw error(errc::chunk_missing, "GridFS file ended early");
+                filled += n;
+            }
         } catch (...) {
             failed = std::current_exception();
         }
@@ -834,18 +808,42 @@ asio::awaitable<std::int64_t> bucket::download_to_sink_by_name(std::string_view 
         "GridFS download_to_stream_by_name");
 }
 
+namespace {
+
+// A new file beside target, created with O_EXCL (the umask applies, as for any new file): target's name plus
+// ".gridflow-" and a random suffix, so that it lands on target's file system and a rename replaces target
+// atomically.
+std::pair<int, std::filesystem::path> create_beside(const std::filesystem::path& target) {
+    static std::atomic<std::uint64_t> counter{0};
+    for (int attempt = 0;; ++attempt) {
+        const std::uint64_t salt =
+            (static_cast<std::uint64_t>(::getpid()) << 32) ^
+            static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+            (counter.fetch_add(1) * 0x9e3779b97f4a7c15ULL);
+        char suffix[17];
+        std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(salt));
+        std::filesystem::path temporary = target;
+        temporary += std::string(".gridflow-") + suffix;
+        const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0)
+            return {fd, std::move(temporary)};
+        if (errno != EEXIST || attempt >= 16) {
+            throw error(errc::invalid_argument, "GridFS download: cannot create a file beside " +
+                                                    target.string() + ": " + std::strerror(errno));
+        }
+    }
+}
+
+}  // namespace
+
 asio::awaitable<std::int64_t> bucket::download_to_file(bson::value id,
                                                        const std::filesystem::path& path) const {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        throw error(errc::invalid_argument,
-                    "GridFS download: cannot create " + path.string() + ": " + std::strerror(errno));
-    }
-    auto file = std::make_shared<file_descriptor>(fd);
-    // The chunks at hand are written on the file thread while the connections keep receiving the next ones.
-    // The bytes stay valid until this sink returns, and it returns only once the write has finished.
-    detail::byte_sink sink = [file,
-                              &path](std::span<const asio::const_buffer> pieces) -> asio::awaitable<void> {
+    // Not a structured binding: clang 14 cannot capture one in a lambda.
+    auto created = create_beside(path);
+    const std::filesystem::path temporary = std::move(created.second);
+    auto file = std::make_shared<file_descriptor>(created.first);
+    detail::byte_sink sink =
+        [file, temporary](std::span<const asio::const_buffer> pieces) -> asio::awaitable<void> {
         auto on_pool = [](std::shared_ptr<file_descriptor> f, std::span<const asio::const_buffer> all,
                           std::string name) -> asio::awaitable<void> {
             for (const auto& piece : all) {
@@ -862,28 +860,148 @@ asio::awaitable<std::int64_t> bucket::download_to_file(bson::value id,
             }
             co_return;
         };
-        co_await asio::co_spawn(file_io(), on_pool(file, pieces, path.string()), asio::use_awaitable);
+        co_await asio::co_spawn(file_io(), on_pool(file, pieces, temporary.string()), asio::use_awaitable);
     };
     std::exception_ptr failed;
     try {
         const std::int64_t n = co_await download_to_sink(std::move(id), {}, std::move(sink));
         if (::close(file->release()) != 0)
             throw error(errc::invalid_argument,
-                        "GridFS download: cannot write " + path.string() + ": " + std::strerror(errno));
+                        "GridFS download: cannot write " + temporary.string() + ": " + std::strerror(errno));
+        std::error_code renamed;
+        std::filesystem::rename(temporary, path, renamed);
+        if (renamed)
+            throw error(errc::invalid_argument,
+                        "GridFS download: cannot replace " + path.string() + ": " + renamed.message());
         co_return n;
     } catch (...) {
         failed = std::current_exception();
     }
     file.reset();
     std::error_code ignored;
-    std::filesystem::remove(path, ignored);
+    std::filesystem::remove(temporary, ignored);
     std::rethrow_exception(failed);
 }
 
+namespace {
+
+// Statements per delete command: far below maxWriteBatchSize, and a message of ids far below 16 MiB.
+constexpr std::size_t ids_per_delete = 1000;
+
+// {delete: coll, deletes: [{q: {key: {$eq: id}}, limit}, ...]} for ids, with the write concern; returns n.
+asio::awaitable<std::int64_t> delete_each(const bucket::state& s, const wire::collection& coll,
+                                          std::string_view key, std::span<const bson::value> ids,
+                                          std::int32_t limit) {
+    bson::builder command;
+    command.append("delete", coll.name());
+    command.append_array("deletes", [&](bson::builder& deletes) {
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            deletes.append_document(bson::array_key(i), [&](bson::builder& d) {
+                d.append("q", detail::id_filter(key, ids[i]).view());
+                d.append("limit", limit);
+            });
+        }
+    });
+    s.append_write_concern(command);
+    const bson::document reply = co_await s.db.run_command(command.view());
+    const auto n = reply.find("n");
+    if (!n || !n->is_number())
+        throw error(errc::bad_reply, "GridFS: delete reply from " + coll.name() + " without n");
+    co_return n->as_integer();
+}
+
+// Whether a failed delete may have been applied all the same: its answer was lost (a network or protocol
+// failure, or a socket timeout).
+bool answer_lost(const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const error& err) {
+        return err.kind() == error_kind::network || err.kind() == error_kind::protocol ||
+               err.kind() == error_kind::timeout;
+    } catch (...) {
+        return false;
+    }
+}
+
+// Runs a delete, and once more when its answer was lost: deleting is idempotent. n of the attempt that
+// answered, and whether an earlier one may have deleted too (then n may be short of what was deleted).
+struct delete_result {
+    std::int64_t n = 0;
+    bool maybe_more = false;
+};
+
+asio::awaitable<delete_result> delete_resolved(const bucket::state& s, const wire::collection& coll,
+                                               std::string_view key, std::span<const bson::value> ids,
+                                               std::int32_t limit) {
+    delete_result result;
+    for (int attempt = 0;; ++attempt) {
+        std::exception_ptr failed;
+        try {
+            result.n += co_await delete_each(s, coll, key, ids, limit);
+            co_return result;
+        } catch (...) {
+            failed = std::current_exception();
+        }
+        if (attempt > 0 || !answer_lost(failed))
+            std::rethrow_exception(failed);
+        result.maybe_more = true;
+        // The caller's own timeout or cancellation ends the attempts.
+        const auto cancelled = (co_await asio::this_coro::cancellation_state).cancelled();
+        if (cancelled != asio::cancellation_type::none)
+            std::rethrow_exception(failed);
+    }
+}
+
+// Deletes the files documents of ids, then their chunks: the GridFS spec's order. A reader then never finds a
+// files document whose chunks are being deleted, and a failure between the two leaves only chunks without a
+// files document, invisible (fsck --repair removes them; a second delete of the id does too). Returns how
+// many files documents went, plus whether an attempt whose answer was lost may have deleted more.
+asio::awaitable<delete_result> delete_files_then_chunks(const bucket::state& s,
+                                                        std::span<const bson::value> ids) {
+    delete_result files;
+    for (std::size_t at = 0; at < ids.size(); at += ids_per_delete) {
+        const auto group = ids.subspan(at, std::min(ids_per_delete, ids.size() - at));
+        const auto deleted = co_await delete_resolved(s, s.files, "_id", group, 1);
+        files.n += deleted.n;
+        files.maybe_more = files.maybe_more || deleted.maybe_more;
+    }
+    for (std::size_t at = 0; at < ids.size(); at += ids_per_delete) {
+        const auto group = ids.subspan(at, std::min(ids_per_delete, ids.size() - at));
+        std::exception_ptr failed;
+        try {
+            co_await delete_resolved(s, s.chunks, "files_id", group, 0);
+        } catch (...) {
+            failed = std::current_exception();
+        }
+        if (failed) {
+            std::string why = "unknown failure";
+            errc code = errc::network_error;
+            try {
+                std::rethrow_exception(failed);
+            } catch (const error& e) {
+                if (e.server() || e.code().category() != client_category())
+                    throw;
+                why = e.what();
+                code = static_cast<errc>(e.code().value());
+            } catch (const std::exception& e) {
+                why = e.what();
+            }
+            throw error(code,
+                        "GridFS delete: the files documents are deleted (no longer visible) but their "
+                        "chunks could not be: " +
+                            why + "; deleting again removes them");
+        }
+    }
+    co_return files;
+}
+
+}  // namespace
+
 asio::awaitable<void> bucket::delete_file(bson::value id) const {
-    co_await state_->delete_documents(state_->chunks, detail::id_filter("files_id", id), 0);
-    const auto n = co_await state_->delete_documents(state_->files, detail::id_filter("_id", id), 1);
-    if (n == 0) {
+    const auto deleted =
+        co_await state_->bounded(delete_files_then_chunks(*state_, std::span(&id, 1)), "GridFS delete");
+    // After a lost answer, n = 0 may mean that the lost attempt deleted it: the file is gone either way.
+    if (deleted.n == 0 && !deleted.maybe_more) {
         throw error(errc::file_not_found,
                     "GridFS file " + id.to_json() + " not found in bucket " + state_->options.bucket_name);
     }
@@ -897,15 +1015,16 @@ asio::awaitable<void> bucket::delete_by_name(std::string_view filename) const {
     find.batch_size = 1000;
     auto cursor = co_await state_->files.find(filter.view(), std::move(find));
     const auto revisions = co_await cursor.to_vector();
-    if (revisions.empty()) {
+    std::vector<bson::value> ids;
+    ids.reserve(revisions.size());
+    for (const auto& revision : revisions)
+        ids.emplace_back(revision.at("_id"));
+    // Deleted by id, not by name: a revision uploaded after the find is not deleted without its chunks.
+    const auto deleted =
+        co_await state_->bounded(delete_files_then_chunks(*state_, ids), "GridFS delete_by_name");
+    if (deleted.n == 0 && !deleted.maybe_more) {
         throw error(errc::file_not_found, "GridFS file \"" + std::string(filename) +
                                               "\" not found in bucket " + state_->options.bucket_name);
-    }
-    // Each revision as delete_file does it: chunks first, so an interruption never orphans chunks.
-    for (const auto& revision : revisions) {
-        const bson::value id(revision.at("_id"));
-        co_await state_->delete_documents(state_->chunks, detail::id_filter("files_id", id), 0);
-        co_await state_->delete_documents(state_->files, detail::id_filter("_id", id), 1);
     }
 }
 

@@ -20,6 +20,7 @@ namespace gridflow::gridfs {
 namespace detail {
 class insert_combiner;
 class open_combiner;
+class upload_cleanups;
 }
 
 struct bucket::state {
@@ -38,6 +39,8 @@ struct bucket::state {
     std::shared_ptr<detail::insert_combiner> file_inserts;
     // Group open for downloads by id (open_combiner.hpp): their files finds and first chunk queries.
     std::shared_ptr<detail::open_combiner> opens;
+    // The background clean-ups of failed uploads, which a new upload with the same id waits for.
+    std::shared_ptr<detail::upload_cleanups> cleanups;
     // Set once the indexes were found or created (cleared by drop()); checking again is harmless, so no lock.
     std::atomic<bool> indexes_ready{false};
 
@@ -51,16 +54,6 @@ struct bucket::state {
                                                           std::int32_t limit) const;
     // How many connections one stream uses: min(connections_per_stream, max_in_flight).
     [[nodiscard]] std::size_t stream_connections() const noexcept;
-    // Leases the connections of one stream. The first one waits for the pool (an idle connection, a new one,
-    // or its turn); the others are the idle ones the pool has now (see top_up). A stream never waits for a
-    // second connection: streams that each waited for several could deadlock on a small pool, and waiting
-    // for a connect and handshake held a 32 MiB upload at 5 ms back by 14 ms, its first insert included.
-    // The vector has room for stream_connections() leases, which top_up never exceeds, so a connection
-    // pointer taken from it stays valid while the vector lives.
-    boost::asio::awaitable<std::vector<wire::pool::lease>> lease_connections() const;
-    // Adds the pool's idle connections to a stream's leases, up to stream_connections(); for the ones still
-    // missing, the pool opens connections in the background that a later top_up takes. Never waits.
-    void top_up(std::vector<wire::pool::lease>& leases) const;
     // Keeps the connections of one more stream ready: asks the pool, without waiting, to have
     // stream_connections() + 1 connections idle or being opened (wire::pool::prepare). The one more is for a
     // download open's files find, whose first chunks then go on an idle connection of their own

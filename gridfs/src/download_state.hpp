@@ -3,6 +3,7 @@
 
 #include "bucket_state.hpp"
 #include "open_combiner.hpp"
+#include "stream_leases.hpp"
 
 #include <gridflow/gridfs/detail/chunk_layout.hpp>
 #include <gridflow/gridfs/detail/message_digest.hpp>
@@ -35,9 +36,9 @@ struct fetch_event {
     std::int64_t failed_from = 0;  // with error: the first chunk the run did not deliver
     // With run_done: the prefetch brought nothing for this run, which must be queried after all.
     std::optional<chunk_run> unanswered;
-    // With run_done: the lease the run's query went on (none for the prefetched run) and the run's chunks,
-    // which that lease's load gives back.
-    std::optional<std::size_t> lease;
+    // With run_done: the lease the run's query went on, by address (none for the prefetched run), and the
+    // run's chunks, which that lease's load gives back.
+    const wire::pool::lease* lease = nullptr;
     std::int64_t run_chunks = 0;
 };
 
@@ -119,14 +120,13 @@ struct download_state : std::enable_shared_from_this<download_state> {
     // flight).
     void abandon() noexcept;
 
-    // Queries run on the lease and reports its chunks and its end. Given prefetched instead (lease is then
-    // empty), awaits the prefetched chunks; when none come, it reports the run as unanswered.
+    // Queries run on the lease (held until the reply is in, then given back before the run's end is
+    // reported) and reports its chunks and its end. Given prefetched instead (lease is then null), awaits the
+    // prefetched chunks; when none come, it reports the run as unanswered.
     static boost::asio::awaitable<void> fetch_task(std::shared_ptr<download_state> self, chunk_run run,
-                                                   std::uint64_t generation, std::optional<std::size_t> lease,
+                                                   std::uint64_t generation,
+                                                   stream_leases::shared_lease lease,
                                                    std::shared_ptr<chunk_prefetch> prefetched);
-    // The lease with the fewest chunks in flight (the first of those tied): a server works through one
-    // connection's queries in order, so the next run goes where the queue is shortest.
-    [[nodiscard]] std::size_t least_loaded_lease() const noexcept;
 
     boost::asio::any_io_executor executor;
     std::shared_ptr<bucket::state> parent;
@@ -146,8 +146,10 @@ struct download_state : std::enable_shared_from_this<download_state> {
     run_splitter splitter;
     std::optional<chunk_run> pending_run;
     reorder_buffer reorder;
-    std::vector<wire::pool::lease> leases;  // leased by the first read that queries, returned at the end
-    std::vector<std::int64_t> lease_load;   // per lease: chunks of its runs in flight, of every generation
+    // The connections of the queries in flight. A run goes on the one with the fewest chunks in flight: a
+    // server works through one connection's queries in order, so the next run goes where the queue is
+    // shortest.
+    stream_leases leases;
     std::size_t in_flight = 0;  // queries of every generation, so that the window bounds memory across seeks
     std::size_t reserved = 0;   // chunks that queries of this generation may still deliver
     boost::asio::experimental::concurrent_channel<void(boost::system::error_code, fetch_event)> events;

@@ -215,21 +215,18 @@ void download_state::issue() {
             else
                 break;
         }
-        if (!answered && leases.empty())
-            break;
         const chunk_run run = answered ? *prefetched_run : *pending_run;
         const auto count = static_cast<std::size_t>(run.count());
         if (reorder.size() + reserved + count > capacity)
             break;
+        stream_leases::shared_lease lease;
+        if (!answered) {
+            lease = leases.try_next(*parent, run.count());
+            if (!lease)
+                break;  // next_bytes waits for the pool
+        }
         reserved += count;
         ++in_flight;
-        std::optional<std::size_t> lease;
-        if (!answered) {
-            parent->top_up(leases);
-            lease_load.resize(leases.size(), 0);
-            lease = least_loaded_lease();
-            lease_load[*lease] += run.count();
-        }
         asio::co_spawn(executor,
                        fetch_task(shared_from_this(), run, generation, lease, answered ? prefetch : nullptr),
                        asio::detached);
@@ -238,11 +235,6 @@ void download_state::issue() {
         else
             pending_run.reset();
     }
-}
-
-std::size_t download_state::least_loaded_lease() const noexcept {
-    return static_cast<std::size_t>(std::min_element(lease_load.begin(), lease_load.end()) -
-                                    lease_load.begin());
 }
 
 bool download_state::needs_connection() const noexcept {
@@ -256,17 +248,15 @@ void download_state::abandon() noexcept {
     // A query in flight holds this state, which holds its connection, which holds the query's coroutine until
     // the reply comes: closing the connections ends that cycle now rather than when the replies arrive (or
     // never, if the io_context is destroyed first). Their replies would only be discarded anyway.
-    if (in_flight > 0) {
-        for (auto& lease : leases)
-            lease->close();
-    }
+    if (in_flight > 0)
+        leases.close_all();
 }
 
 void download_state::handle(fetch_event event) {
     if (event.run_done) {
         --in_flight;
         if (event.lease)
-            lease_load[*event.lease] -= event.run_chunks;
+            leases.release(event.lease, event.run_chunks);
     }
     if (event.generation != generation)
         return;  // a query from before a seek: its window slot is free now, its chunks are not wanted
@@ -350,8 +340,7 @@ std::optional<std::span<const std::uint8_t>> download_state::bytes_at_hand(std::
         // the reader has used up every chunk already received: from a fast server that is the whole window,
         // and the server would then sit idle for a round trip.
         handle_waiting_events();
-        if (!leases.empty())
-            issue();
+        issue();
     }
 }
 
@@ -365,14 +354,14 @@ asio::awaitable<std::span<const std::uint8_t>> download_state::next_bytes(std::s
             // Every byte was handed over; once the last queries reported their ends, the connections go back.
             while (in_flight > 0)
                 handle(co_await events.async_receive(asio::use_awaitable));
-            leases.clear();
-            lease_load.clear();
             co_return std::span<const std::uint8_t>{};
         }
         if (failure && reorder.next() >= failed_from)
             std::rethrow_exception(failure);
-        if (leases.empty() && needs_connection())
-            leases = co_await parent->lease_connections();
+        // Holds the connection the pool lends while issue() puts a query on it.
+        stream_leases::shared_lease first;
+        if (!leases.any() && needs_connection())
+            first = co_await leases.next(*parent);
         issue();
         handle(co_await events.async_receive(asio::use_awaitable));
     }
@@ -413,8 +402,9 @@ asio::awaitable<std::size_t> download_state::read(std::span<std::uint8_t> out) {
 }
 
 asio::awaitable<void> download_state::fetch_task(std::shared_ptr<download_state> self, chunk_run run,
-                                                 std::uint64_t generation, std::optional<std::size_t> lease,
+                                                 std::uint64_t generation, stream_leases::shared_lease lease,
                                                  std::shared_ptr<chunk_prefetch> prefetched) {
+    const wire::pool::lease* identity = lease.get();
     std::exception_ptr failed;
     std::int64_t delivered = 0;
     bool unanswered = false;
@@ -437,12 +427,15 @@ asio::awaitable<void> download_state::fetch_task(std::shared_ptr<download_state>
                 unanswered = true;
             }
         } else {
-            co_await query(*self, run, generation, *self->leases[*lease], validator, delivered);
+            co_await query(*self, run, generation, **lease, validator, delivered);
+            lease.reset();
             validator.finish();
         }
     } catch (...) {
         failed = std::current_exception();
     }
+    // Back to the pool before the end is reported, which waits for room on the channel.
+    lease.reset();
     try {
         fetch_event done;
         done.generation = generation;
@@ -452,7 +445,7 @@ asio::awaitable<void> download_state::fetch_task(std::shared_ptr<download_state>
         done.failed_from = run.first + delivered;
         if (unanswered)
             done.unanswered = run;
-        done.lease = lease;
+        done.lease = identity;
         done.run_chunks = run.count();
         co_await self->events.async_send(boost::system::error_code{}, std::move(done), asio::use_awaitable);
     } catch (...) {

@@ -140,17 +140,21 @@ asio::awaitable<void> insert_combiner::send(wire::connection& conn,
         }
     } catch (const error& e) {
         const auto& server = e.server();
-        resend_each =
-            batch.size() > 1 && server && !server->write_concern_error && !server->write_error_index;
+        // Only a duplicate key refused as a whole is sent again caller by caller (the dev server's answer
+        // to an unordered insert that holds one, where a server gives writeErrors). Any other ok: 0 (not
+        // writable primary, shutting down, ...) would fail each of them again, one round trip each.
+        resend_each = batch.size() > 1 && server && !server->write_concern_error &&
+                      !server->write_error_index && server->code == duplicate_key_code;
         if (!resend_each)
             std::fill(failures.begin(), failures.end(), std::current_exception());
     } catch (...) {
         std::fill(failures.begin(), failures.end(), std::current_exception());
     }
     if (resend_each) {
-        // ok: 0 refuses the whole command, so none of it was stored. The dev server answers an unordered
-        // insert that holds a duplicate this way, instead of with writeErrors: each caller's documents go
-        // again on their own, so that only the guilty caller fails.
+        // ok: 0 refuses the whole command, so none of it was stored: each caller's documents go again on
+        // their own, so that only the guilty caller fails. A document stored by an attempt whose answer was
+        // lost comes back as a duplicate key too; its upload tells its own document from another file's
+        // (upload_state::commit_files_document).
         for (const auto& sub : batch) {
             const std::vector<submission_ptr> alone{sub};
             co_await send(conn, alone);

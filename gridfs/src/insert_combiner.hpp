@@ -14,9 +14,10 @@
 // over a connection it leases for as long as documents keep coming.
 //
 // Errors: the insert is unordered, so one caller's bad document (a duplicate key) fails that caller alone, by
-// its writeErrors index. A command refused as a whole (ok: 0) stored nothing, so each caller's documents are
-// sent again on their own and only the guilty caller fails. Any other failure of the command (network,
-// timeout, writeConcernError, a reply whose n does not add up) fails every caller in it.
+// its writeErrors index. A command refused as a whole with a duplicate key (ok: 0, as the dev server answers)
+// stored nothing, so each caller's documents are sent again on their own and only the guilty caller fails.
+// Any other failure of the command (another ok: 0, network, timeout, writeConcernError, a reply whose n does
+// not add up) fails every caller in it.
 //
 // Ownership and cancellation: the combiner owns the documents from the hand-over (callers pass copies), so a
 // caller may stop waiting at any time. Cancelled before its insert was sent, its documents are withdrawn and

@@ -3,6 +3,7 @@
 
 #include "bucket_state.hpp"
 #include "insert_combiner.hpp"
+#include "stream_leases.hpp"
 
 #include <gridflow/gridfs/detail/message_digest.hpp>
 #include <gridflow/gridfs/detail/upload_batcher.hpp>
@@ -31,8 +32,9 @@ struct upload_state : std::enable_shared_from_this<upload_state> {
                                                                       bson::value id, std::string filename,
                                                                       upload_options options, bool combined);
 
+    // limits: the server's, from a connection of the pool (the defaults every server has when combined).
     upload_state(boost::asio::any_io_executor executor, std::shared_ptr<bucket::state> bucket, bson::value id,
-                 std::string filename, upload_options options, std::vector<wire::pool::lease> leases,
+                 std::string filename, upload_options options, const wire::sansio::server_description& limits,
                  bool combined);
 
     // The operations behind the public calls, without timeout or failure bookkeeping (see guarded() in
@@ -61,9 +63,20 @@ struct upload_state : std::enable_shared_from_this<upload_state> {
     boost::asio::awaitable<void> receive_one();
     // Awaits every insert in flight.
     boost::asio::awaitable<void> drain();
-    // Drains, then writes the files document (errc::file_exists on a duplicate _id, after deleting our
-    // chunks).
+    // Drains, then writes the files document (commit_files_document).
     boost::asio::awaitable<void> finish();
+    // Inserts the files document until its outcome is known. An attempt whose answer is lost (a network
+    // error, a timeout, an unreadable reply) may have been applied, so it is sent again, the same bytes: a
+    // duplicate-key answer then means committed when the document under our id is ours (same uploadDate and
+    // length). Returns once committed; otherwise throws, with files_state saying what is known: refused
+    // (never applied, so the chunks may go), or in_doubt (kept, so the file is complete if it appears).
+    // A writeConcernError means applied: files_state is committed and the error is thrown all the same.
+    boost::asio::awaitable<void> commit_files_document(bson::view doc);
+    // One attempt, on a connection of the pool: after the drain the stream holds none, so a pool of any size
+    // has one for it.
+    boost::asio::awaitable<void> insert_files_document(bson::view doc);
+    // Whether the files document stored under our id is doc (a retry found its own earlier attempt).
+    boost::asio::awaitable<bool> stored_document_is(bson::view doc);
     void rethrow_failure() const;
     // Throws the stream's failure (one already recorded, or an acknowledgement that arrived since), or
     // errc::invalid_argument unless the stream is open: the check before every write.
@@ -74,17 +87,24 @@ struct upload_state : std::enable_shared_from_this<upload_state> {
     void note(std::exception_ptr e);
 
     // A public call failed with e: the stream fails for good. For a timeout or a cancellation (returned as
-    // the error to throw) the connections of the inserts in flight are closed, so they settle at once.
+    // the error to throw) the connections of inserts that borrow the caller's memory are closed, so they
+    // settle at once.
     std::exception_ptr record(std::exception_ptr e);
-    // After an interruption: awaits the inserts (settling fast, their connections closed), deletes the files
-    // document if its insert was sent, and the chunks unless the id belongs to another file. Best effort:
-    // errors are swallowed. Runs detached, holding the state.
-    static boost::asio::awaitable<void> cleanup(std::shared_ptr<upload_state> self);
+    // After any failure: awaits the inserts (settling fast after an interruption, their connections closed),
+    // then deletes the chunks, unless the id belongs to another file or the files document may exist
+    // (files_state in_doubt or committed). Best effort: errors are swallowed, and chunks left behind are
+    // invisible without a files document (fsck --repair removes them). Runs detached, holding the state,
+    // registered in the bucket's cleanups from start_cleanup() on, so that a new upload with this id waits.
+    static boost::asio::awaitable<void> cleanup(std::shared_ptr<upload_state> self,
+                                                std::shared_ptr<void> registration);
     void start_cleanup();
+    // Whether a clean-up may delete the chunks under this id.
+    [[nodiscard]] bool may_delete_chunks() const noexcept;
 
-    // Inserts the batch's chunks on conn; throws errc::bad_reply unless the server counts them all.
+    // Inserts the batch's chunks on the lease's connection, which it holds until the reply; throws
+    // errc::bad_reply unless the server counts them all.
     static boost::asio::awaitable<void> insert_chunks(std::shared_ptr<upload_state> self, insert_batch batch,
-                                                      wire::connection* conn);
+                                                      stream_leases::shared_lease lease);
     // Awaits one insert (insert_chunks, or the chunk combiner's for a combined upload), releases owner (the
     // bytes it referenced), then hands its acknowledgement to the stream: null, or the failure with a
     // duplicate key translated into errc::file_exists.
@@ -100,8 +120,8 @@ struct upload_state : std::enable_shared_from_this<upload_state> {
     std::int32_t chunk_size;
     // Through the bucket's combiners instead of leases of its own (make()).
     bool combined;
-    std::vector<wire::pool::lease> leases;  // never resized while inserts are in flight; none when combined
-    std::size_t next_lease = 0;
+    // The connections of the inserts in flight (none when combined).
+    stream_leases leases;
     bson::document insert_command;
     upload_batcher batcher;
     std::optional<message_digest> sha256;  // with enable_sha256
@@ -111,15 +131,22 @@ struct upload_state : std::enable_shared_from_this<upload_state> {
     // Recycled like received messages (wire/detail/message_allocator.hpp): a stream fills one per 4 MiB.
     std::vector<std::uint8_t, wire::detail::message_allocator<std::uint8_t>> staging;
     std::size_t in_flight = 0;
+    // Some chunk insert was sent, so a cleanup may have chunks to delete.
+    bool chunks_sent = false;
     boost::asio::experimental::concurrent_channel<void(boost::system::error_code, std::exception_ptr)> acks;
     std::exception_ptr failure;
     // The failure was a duplicate key: chunks under this id may be another upload's, so none are deleted.
     bool id_taken = false;
-    // The uploadDate of a files document whose insert was sent, so cleanup deletes exactly that document.
-    std::optional<std::chrono::system_clock::time_point> files_insert_sent;
+    // What is known of the files document. not_sent → in_doubt while an attempt is unanswered → committed,
+    // refused (every attempt was refused), or in_doubt for good (some answer was lost and none resolved it).
+    enum class files_document { not_sent, in_doubt, refused, committed };
+    files_document files_state = files_document::not_sent;
     status state = status::open;
-    // A timeout or cancellation failed the stream; its connections are closed.
+    // A timeout or cancellation failed the stream.
     bool interrupted = false;
+    // Inserts in flight reference the caller's memory (upload_all without the combiners): an interruption
+    // closes their connections, and a failure returns only once they settled.
+    bool borrows_caller_memory = false;
     // The background cleanup owns the inserts in flight (nothing else may drain them).
     bool cleaning = false;
 };

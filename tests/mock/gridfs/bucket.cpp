@@ -660,8 +660,8 @@ BOOST_DATA_TEST_CASE(connection_dropped_mid_upload_fails_without_files_document,
 }
 
 // One insert of the W in flight fails on the server (ok: 0, or a write error): the stream fails with that
-// error once, later calls rethrow it at once, every insert in flight is answered and awaited, and no files
-// document is written.
+// error once, later calls rethrow it at once, every insert in flight is answered and awaited by the cleanup
+// before it deletes the chunks, and no files document is written.
 BOOST_DATA_TEST_CASE(server_error_on_one_batch_among_many_in_flight, data::make({false, true}), write_error) {
     asio::io_context io;
     gridfs_server server(io);
@@ -714,6 +714,13 @@ BOOST_DATA_TEST_CASE(server_error_on_one_batch_among_many_in_flight, data::make(
             ++answered;
         }
     });
+    bool chunks_deleted = false;
+    std::size_t answered_before_the_delete = 0;
+    server.on("delete fs.chunks", [&](peer& p, received_request request) -> asio::awaitable<void> {
+        answered_before_the_delete = answered;
+        chunks_deleted = true;
+        co_await server.serve_default(p, std::move(request));
+    });
     std::optional<error> failure;
     std::size_t writes_failed = 0;
     run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
@@ -742,8 +749,14 @@ BOOST_DATA_TEST_CASE(server_error_on_one_batch_among_many_in_flight, data::make(
         } catch (const error& e) {
             BOOST_TEST(e.code() == failure->code(), e.what());
         }
-        // close() returned only once every insert in flight was answered: none is left behind.
-        BOOST_TEST(answered == inserts);
+        // The failed stream's cleanup owns the inserts still in flight: it deletes the chunks only once every
+        // one of them was answered, so that no insert lands after the delete.
+        for (int waited = 0; !chunks_deleted && waited < 500; ++waited) {
+            asio::steady_timer tick(co_await asio::this_coro::executor, 10ms);
+            co_await tick.async_wait(asio::use_awaitable);
+        }
+        BOOST_TEST(chunks_deleted, "the failed upload's chunks were not deleted");
+        BOOST_TEST(answered_before_the_delete == inserts);
     });
     BOOST_TEST_MESSAGE(inserts << " inserts, then: " << failure->what());
     BOOST_TEST(failure->kind() == error_kind::server, failure->what());
@@ -1540,6 +1553,49 @@ BOOST_DATA_TEST_CASE(a_duplicate_in_a_shared_insert_fails_only_its_own_upload,
         expect_failure(failures[i], errc::file_exists);
     }
     BOOST_TEST(server.files_inserted.size() == 6U);
+}
+
+// A shared insert refused as a whole for another reason than a duplicate key (here NotWritablePrimary) fails
+// every upload in it at once: sending each caller's documents again on their own would cost one more failing
+// round trip per caller (before the fix, every document went out twice).
+BOOST_AUTO_TEST_CASE(a_shared_insert_refused_as_a_whole_is_not_sent_again_caller_by_caller) {
+    asio::io_context io;
+    gridfs_server server(io);
+    std::vector<std::size_t> chunk_commands;
+    bool refusing = false;
+    server.on("insert fs.chunks", [&](peer& p, received_request request) -> asio::awaitable<void> {
+        if (!refusing) {
+            co_await server.serve_default(p, std::move(request));
+            co_return;
+        }
+        chunk_commands.push_back(request.sequence("documents")->documents.size());
+        if (chunk_commands.size() <= 2) {
+            asio::steady_timer wait(co_await asio::this_coro::executor, 300ms);
+            co_await wait.async_wait(asio::use_awaitable);
+        }
+        co_await p.reply(request, test::reply_error(10107, "NotWritablePrimary", "not primary"));
+    });
+    constexpr std::size_t uploads = 8;
+    std::vector<std::exception_ptr> failures;
+    run_against(io, server, [&](wire::client& client) -> asio::awaitable<void> {
+        gridfs::bucket fs(client.database("db"));
+        co_await fs.upload_from_buffer("warm-up", content(0, 10));
+        refusing = true;
+        failures = co_await concurrently(uploads, [&](std::size_t i) -> asio::awaitable<void> {
+            co_await fs.upload_from_buffer("file-" + std::to_string(i), content(0, 100));
+        });
+    });
+    for (const auto& failure : failures) {
+        BOOST_TEST_REQUIRE(static_cast<bool>(failure));
+        try {
+            std::rethrow_exception(failure);
+        } catch (const error& e) {
+            BOOST_TEST((e.server() && e.server()->code == 10107), e.what());
+        }
+    }
+    BOOST_TEST(chunk_commands.size() < uploads, "the uploads did not share their inserts");
+    BOOST_TEST(sum(chunk_commands) == uploads, "documents were sent again after a whole-command refusal");
+    BOOST_TEST(server.files_inserted.size() == 1U);  // the warm-up's
 }
 
 BOOST_AUTO_TEST_CASE(a_small_upload_times_out_without_waiting_for_its_shared_insert) {

@@ -200,7 +200,9 @@ public:
     // (ordered by uploadDate). errc::file_not_found when there is no such revision.
     boost::asio::awaitable<download_stream> open_download_stream_by_name(std::string_view filename,
                                                                          std::int32_t revision = -1) const;
-    // The whole file in memory.
+    // The whole file in memory. Memory grows with the bytes received and checked (at most twice those bytes,
+    // plus one step of 16 MiB), never with the length its files document claims: a files document that says
+    // 2^40 bytes without chunks to match fails with errc::chunk_missing after allocating at most one step.
     boost::asio::awaitable<std::vector<std::uint8_t>> download_to_buffer(bson::value id) const;
 
     // Writes the bytes of the range to `sink` (any Asio AsyncWriteStream), straight from the received chunk
@@ -218,9 +220,11 @@ public:
                                                                     std::int32_t revision = -1) const {
         co_return co_await download_to_sink_by_name(filename, revision, stream_sink(sink));
     }
-    // Writes the file to a local path (created or truncated) in large sequential writes and returns its
-    // length. On failure the partial local file is removed. errc::invalid_argument when the path cannot be
-    // written.
+    // Writes the file to a local path in large sequential writes and returns its length. The bytes go to a
+    // new file beside path (path + ".gridflow-" and a random suffix), renamed onto path once the whole file
+    // is written, so an existing file at path is replaced only by a complete download and kept on any
+    // failure (a missing file, a bad chunk, a lost connection); the temporary file is removed then.
+    // errc::invalid_argument when the path cannot be written.
     boost::asio::awaitable<std::int64_t> download_to_file(bson::value id,
                                                           const std::filesystem::path& path) const;
 

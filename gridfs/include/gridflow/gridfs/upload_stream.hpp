@@ -9,13 +9,23 @@
 //
 // Failure: the first failed insert fails the stream; that write() or close() throws its error and every later
 // write() or close() throws it again at once. A duplicate key from the chunks or files collection is reported
-// as errc::file_exists. A stream destroyed without close() or abort() leaves the chunks it wrote behind (no
-// files document refers to them, so no reader sees them); call abort() to delete them.
+// as errc::file_exists. A failed stream deletes the chunks it wrote in the background (without delaying its
+// error, as the GridFS spec asks), unless the id is another file's or its files document may have been
+// stored: the chunks of a file that is or may become visible are never deleted. An upload with the same id
+// started from the same bucket waits for that cleanup, so a retry with the same id works. A stream destroyed
+// (or assigned over) while open is cleaned up the same way.
+//
+// The files document: close() inserts it once every chunk is acknowledged. An insert whose answer is lost
+// (network error, socket timeout, unreadable reply) is sent again, the same document; a duplicate-key answer
+// then means committed when the stored document is ours (same uploadDate and length), and close() succeeds.
+// A writeConcernError means stored: close() throws it, and the file stays, complete. When no attempt
+// resolves the outcome, close() throws an error saying so, and the chunks are kept: the file is complete if
+// the document was stored, and invisible (chunks only, for fsck --repair) if not.
 //
 // Cancellation and timeout (bucket_options::timeout bounds each write/close/abort): the call throws
 // errc::cancelled or errc::timeout and the stream fails for good. The connections of inserts still in flight
-// are closed, no files document is written (one whose insert was cut short is deleted again), and the chunks
-// are deleted in the background, best effort.
+// are closed, and the chunks are deleted in the background as after any failure; after the files document
+// was sent, its fate is unknown and its chunks are kept.
 #pragma once
 
 #include <gridflow/wire/bson.hpp>
@@ -70,14 +80,17 @@ public:
     // Sends what is left, awaits every insert, then inserts the files document. Idempotent once it succeeded.
     boost::asio::awaitable<void> close();
     // Awaits the inserts in flight, then deletes every chunk of this file id. The stream is then closed and
-    // writes fail at once. Allowed after a failure (not after one reported as errc::file_exists: the chunks
-    // under that id may be another upload's, so nothing is deleted). errc::invalid_argument after close().
+    // writes fail at once. After a failure, the background cleanup deletes them and abort() awaits it, so
+    // that nothing of the stream runs once abort() returned. errc::invalid_argument after close(), and when
+    // the files document may have been stored (a close() whose outcome is unknown): then the chunks are kept.
     boost::asio::awaitable<void> abort();
 
 private:
     friend class bucket;
     friend class grid_in;  // sets the files document's fields that change before close()
     explicit upload_stream(std::shared_ptr<detail::upload_state> state) noexcept;
+    // An open stream given up: deleted in the background like a failed one.
+    void abandon() noexcept;
     std::shared_ptr<detail::upload_state> state_;
 };
 
