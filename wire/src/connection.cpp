@@ -225,6 +225,7 @@ public:
         : strand_(asio::make_strand(executor)),
           transport_(strand_),
           writer_wakeup_(strand_),
+          write_grace_timer_(strand_),
           address_(std::move(address)),
           options_(std::move(options)) {}
 
@@ -356,14 +357,11 @@ private:
                 request->cancel_requested = true;
                 // The write may never end (a peer that stops reading leaves it blocked on a full window), and
                 // the caller's buffers must outlive it. Terminal cancellation allows leaving the connection
-                // unusable, so the socket is closed: the write then returns at once and finish_write
-                // completes the caller. Without it the caller waits for the write.
-                if ((type & asio::cancellation_type::terminal) != asio::cancellation_type::none) {
-                    fail_all(std::make_exception_ptr(error(
-                        errc::connection_closed, "connection to " + address_.to_string() +
-                                                     " closed: a request was cancelled in the middle of "
-                                                     "its write, which leaves the stream cut")));
-                }
+                // unusable, so the write gets a short grace to finish; after it the socket is closed, the
+                // write returns at once and finish_write completes the caller. Without terminal cancellation
+                // the caller waits for the write.
+                if ((type & asio::cancellation_type::terminal) != asio::cancellation_type::none)
+                    bound_the_write();
                 break;
             case state::awaiting_reply:
                 // Stays in in_flight_ so the reader recognises and discards its reply.
@@ -374,6 +372,26 @@ private:
             case state::done:
                 break;
         }
+    }
+
+    // Breaks the connection unless the write in progress ends within write_grace. A write to a healthy peer
+    // usually ends well within it, so a deadline that merely lands during a write costs nothing; one that
+    // stalls (the peer stopped reading) is cut, instead of holding its caller until the kernel gives up.
+    void bound_the_write() {
+        if (write_bounded_)
+            return;
+        write_bounded_ = true;
+        write_grace_timer_.expires_after(write_grace);
+        write_grace_timer_.async_wait(
+            [self = shared_from_this(), write = writes_started_](boost::system::error_code ec) {
+                if (ec || self->writes_started_ != write || !self->write_bounded_)
+                    return;
+                self->fail_all(std::make_exception_ptr(error(
+                    errc::connection_closed, "connection to " + self->address_.to_string() +
+                                                 " closed: the write of a cancelled request did not end in "
+                                                 "time (is the server reading?), and cutting it leaves the "
+                                                 "stream unusable")));
+            });
     }
 
     // Hands the outcome to the caller on the caller's executor, exactly once.
@@ -467,8 +485,13 @@ private:
                 const auto& b = request->message.buffers();
                 buffers.insert(buffers.end(), b.begin(), b.end());
             }
+            ++self->writes_started_;
             auto [ec, written] = co_await self->transport_.write(buffers);
             (void)written;
+            if (self->write_bounded_) {
+                self->write_bounded_ = false;
+                self->write_grace_timer_.cancel();
+            }
             if (ec && !self->failure_)
                 self->fail_all(self->network_failure(ec, "cannot write to"));
             for (const auto& request : batch)
@@ -554,6 +577,13 @@ private:
     // Wakes the writer when requests are queued; a timer used as a condition variable, touched only on the
     // strand.
     asio::steady_timer writer_wakeup_;
+    // How long a write in progress may go on after a request in it was cancelled (bound_the_write).
+    static constexpr std::chrono::milliseconds write_grace{100};
+    // bound_the_write's deadline for the write in progress, identified by its number; touched only on the
+    // strand.
+    asio::steady_timer write_grace_timer_;
+    std::uint64_t writes_started_ = 0;
+    bool write_bounded_ = false;
     host_port address_;
     connection_options options_;
     sansio::server_description description_;

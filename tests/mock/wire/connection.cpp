@@ -497,6 +497,47 @@ BOOST_AUTO_TEST_CASE(socket_timeout_ends_a_request_stuck_in_its_write) {
     }());
 }
 
+// A deadline that lands while a request is being written, to a peer that is slow but reading, costs the
+// request only: the write ends within its grace, the request is abandoned (its late reply dropped), and the
+// connection stays usable. Breaking the connection for every deadline that meets a write in progress would
+// turn short deadlines on a pipelined connection into a reconnect storm.
+BOOST_AUTO_TEST_CASE(a_deadline_during_a_write_that_ends_soon_keeps_the_connection) {
+    asio::io_context io;
+    mock_server server(io.get_executor());
+    server.auto_hello(false);
+    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
+        auto client_side = [&]() -> asio::awaitable<void> {
+            wire::connection conn =
+                co_await wire::connection::open(io.get_executor(), address_of(server), {});
+            // More than the sockets' buffers hold, so the write waits for the server to read.
+            const bson::document document = large_document(16 * 1024 * 1024);
+            const asio::const_buffer bytes(document.view().data(), document.view().size());
+            const wire::sansio::document_sequence documents{"documents", std::span(&bytes, 1)};
+            const bson::document insert = bson::document::from_json(R"({"insert": "c"})");
+            const error e = co_await expect_error(
+                async::with_timeout(conn.run_command("db", insert, std::span(&documents, 1)), 2ms, "insert"));
+            BOOST_TEST(e.code() == errc::timeout, e.what());
+            BOOST_TEST(!conn.is_broken());
+            const wire::reply r = co_await conn.run_command("db", tagged(2));
+            BOOST_TEST(r.body().at("tag").as_int32() == 2);
+        };
+        auto server_side = [&]() -> asio::awaitable<void> {
+            auto conn = co_await server.accept();
+            const auto hello = co_await conn.receives_command("hello");
+            co_await conn.reply(hello, test::default_hello_reply());
+            // Reads the insert only after the client's deadline, well within the write's grace.
+            co_await conn.delay(10ms);
+            const auto late = co_await conn.receives_command("insert");
+            co_await conn.reply(late, test::reply_ok());
+            const auto echo = co_await conn.receives_command("echo");
+            co_await conn.reply(echo,
+                                test::reply_ok([](bson::builder& b) { b.append("tag", std::int32_t{2}); }));
+            co_await conn.receives_close();
+        };
+        co_await (client_side() && server_side());
+    }());
+}
+
 namespace {
 
 // A server that answers a request as soon as it has read the request's header, before the rest: Mongo servers

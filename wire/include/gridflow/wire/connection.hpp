@@ -144,16 +144,18 @@ public:
     //
     // Cancellation (terminal, partial or total):
     //   - still queued: removed from the queue, never sent; completes with errc::cancelled;
-    //   - being written, terminal (which with_timeout and awaitable operators emit): the connection is broken
-    //     at once (its socket closed), since a write blocked on a peer that stopped reading might never end
-    //     and a message cut short leaves the stream unusable anyway. The call completes with errc::cancelled
-    //     as soon as the aborted write returns, and every other request on the connection fails with
-    //     errc::connection_closed, as after any network failure (the server may have run the written ones);
+    //   - being written, terminal (which with_timeout and awaitable operators emit): the write is given a
+    //     short grace to end. If it does, the request is abandoned as below and the connection stays usable.
+    //     If not (a peer that stopped reading can block a write for as long as the kernel retries), the
+    //     connection is broken (its socket closed, since a message cut short leaves the stream unusable); the
+    //     call completes with errc::cancelled as soon as the aborted write returns, and every other request on
+    //     the connection fails with errc::connection_closed, as after any network failure (the server may
+    //     have run the written ones). Either way the call completes within the grace;
     //   - being written, partial or total only: completes with errc::cancelled when the write finishes, the
     //     request then abandoned as below; the connection stays usable, but nothing bounds the wait;
     //   - written, awaiting its reply: completes with errc::cancelled at once; the request is abandoned and
-    //   its
-    //     reply discarded when it arrives. The connection stays usable. The server still runs the command.
+    //     its reply discarded when it arrives. The connection stays usable. The server still runs the
+    //     command.
     //
     // Thread safety: may be called concurrently from any number of coroutines on any threads.
     boost::asio::awaitable<reply> run_command(std::string_view db, bson::view command,
