@@ -10,15 +10,12 @@
 
 #include "support/mock_server.hpp"
 
-#include <boost/asio/bind_cancellation_slot.hpp>
-#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -30,7 +27,6 @@
 #include <array>
 #include <chrono>
 #include <memory>
-#include <optional>
 
 namespace asio = boost::asio;
 using namespace asio::experimental::awaitable_operators;
@@ -613,93 +609,5 @@ BOOST_AUTO_TEST_CASE(a_reply_before_the_end_of_its_write_waits_for_the_write) {
             BOOST_TEST(conn.in_flight() == 0u);
         };
         co_await (client_side() && answer_after_the_header(acceptor, draining));
-    }());
-}
-
-// Cancellation emitted after 0, 1, 2, ... turns of the io_context: right after co_spawn returns (the request
-// initiated, its enqueue still waiting on the connection's strand), then while it is being written, awaiting
-// its reply, and after it was answered. The strand runs enqueue before any cancellation emitted after the
-// initiation (its queue is FIFO, and the emitter is serialized with the initiation), so a cancelled request
-// is either never sent or abandoned after its write: every request completes once, the one cancelled before
-// its enqueue never reaches the server, in_flight() returns to zero (a request uncounted by its cancellation
-// and then sent anyway would leave it one short of zero), and the connection stays in sync.
-BOOST_AUTO_TEST_CASE(cancellation_at_every_turn_of_a_request_completes_it_once_and_keeps_the_books) {
-    asio::io_context io;
-    mock_server server(io.get_executor());
-    test::run_to_completion(io, [&]() -> asio::awaitable<void> {
-        constexpr int turns_to_try = 40;
-        std::size_t answered = 0;
-        std::size_t cancelled = 0;
-        auto client_side = [&]() -> asio::awaitable<void> {
-            wire::connection conn =
-                co_await wire::connection::open(io.get_executor(), address_of(server), {});
-            for (int turns = 0; turns < turns_to_try; ++turns) {
-                const bson::document command = tagged(turns);
-                asio::cancellation_signal signal;
-                int completions = 0;
-                std::exception_ptr failure;
-                asio::co_spawn(
-                    io, conn.run_command("db", command),
-                    asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e, wire::reply) {
-                        failure = e;
-                        ++completions;
-                    }));
-                for (int i = 0; i < turns; ++i)
-                    co_await asio::post(io, asio::use_awaitable);
-                signal.emit(asio::cancellation_type::all);
-                while (completions == 0)
-                    co_await asio::post(io, asio::use_awaitable);
-                if (!failure) {
-                    BOOST_TEST(turns > 0, "a request cancelled before its enqueue ran was answered");
-                    ++answered;
-                    continue;
-                }
-                try {
-                    std::rethrow_exception(failure);
-                } catch (const error& e) {
-                    BOOST_TEST(e.code() == errc::cancelled, "after " << turns << " turns: " << e.what());
-                } catch (const boost::system::system_error& e) {
-                    // Cancelled before run_command's first co_await: nothing was initiated.
-                    BOOST_TEST(e.code() == asio::error::operation_aborted, e.what());
-                }
-                ++cancelled;
-                BOOST_TEST(completions == 1);
-            }
-            asio::steady_timer tick(io);
-            for (int i = 0; i < 400 && conn.in_flight() != 0; ++i) {
-                tick.expires_after(5ms);
-                co_await tick.async_wait(asio::use_awaitable);
-            }
-            BOOST_TEST(conn.in_flight() == 0u);
-            BOOST_TEST(!conn.is_broken());
-            const wire::reply r = co_await conn.run_command("db", tagged(-1));
-            BOOST_TEST(r.body().at("tag").as_int32() == -1);
-        };
-        std::size_t received = 0;
-        auto server_side = [&]() -> asio::awaitable<void> {
-            auto conn = co_await server.accept();
-            for (;;) {
-                std::optional<test::received_request> request;
-                try {
-                    request.emplace(co_await conn.receive());
-                } catch (const boost::system::system_error&) {
-                    co_return;  // the client closed it
-                }
-                ++received;
-                const auto tag = request->body().at("tag").as_int32();
-                co_await conn.reply(*request,
-                                    test::reply_ok([&](bson::builder& b) { b.append("tag", tag); }));
-            }
-        };
-        co_await (client_side() && server_side());
-        BOOST_TEST_MESSAGE(answered << " answered, " << cancelled << " cancelled, " << received
-                                    << " received");
-        BOOST_TEST(answered + cancelled == std::size_t{turns_to_try});
-        BOOST_TEST(answered > 0u);
-        BOOST_TEST(cancelled > 0u);
-        // Every answered request reached the server, and so did the last one; the one cancelled before its
-        // enqueue did not.
-        BOOST_TEST(received >= answered + 1);
-        BOOST_TEST(received <= std::size_t{turns_to_try});
     }());
 }

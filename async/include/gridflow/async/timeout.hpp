@@ -14,7 +14,6 @@
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -36,16 +35,28 @@ boost::asio::awaitable<std::optional<T>> as_optional(boost::asio::awaitable<T> o
     co_return co_await std::move(op);
 }
 
-// The race itself, on the strand with_timeout made: the launch of the group, both operations' completions and
-// the cancellation one emits to the other all run there, one at a time.
+}  // namespace detail
+
+// Awaits `op`, or throws gridflow::error(errc::timeout, "<what> timed out after N ms") once `limit` has
+// passed and `op` has settled without a result. An empty limit means no deadline. Whatever `op` throws before
+// the deadline is rethrown as is.
+//
+// Completion: `op`'s result whenever `op` succeeded, even if the deadline passed in the same turn;
+// errc::timeout when the deadline passed and `op` then failed (with errc::cancelled, or anything else the
+// cancellation caused).
+//
+// Cancellation: the deadline emits every cancellation type (terminal included) to `op`; cancelling the
+// with_timeout call itself forwards the cancellation to `op`, and the outcome is then `op`'s.
 template <class T>
-boost::asio::awaitable<T> race_deadline(boost::asio::awaitable<T> op, clock::duration limit,
-                                        std::string what) {
+boost::asio::awaitable<T> with_timeout(boost::asio::awaitable<T> op, std::optional<clock::duration> limit,
+                                       std::string what) {
     namespace asio = boost::asio;
+    if (!limit)
+        co_return co_await std::move(op);
     const auto executor = co_await asio::this_coro::executor;
-    asio::steady_timer timer(executor, limit);
+    asio::steady_timer timer(executor, *limit);
     auto timed_out = [&]() {
-        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(limit).count();
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*limit).count();
         return error(errc::timeout, what + " timed out after " + std::to_string(ms) + " ms");
     };
     // When the deadline wins, the operation may still have succeeded in the same turn (its result was on its
@@ -75,36 +86,6 @@ boost::asio::awaitable<T> race_deadline(boost::asio::awaitable<T> op, clock::dur
             std::rethrow_exception(failure);
         co_return std::move(*result);
     }
-}
-
-}  // namespace detail
-
-// Awaits `op`, or throws gridflow::error(errc::timeout, "<what> timed out after N ms") once `limit` has
-// passed and `op` has settled without a result. An empty limit means no deadline. Whatever `op` throws before
-// the deadline is rethrown as is.
-//
-// Completion: `op`'s result whenever `op` succeeded, even if the deadline passed in the same turn;
-// errc::timeout when the deadline passed and `op` then failed (with errc::cancelled, or anything else the
-// cancellation caused).
-//
-// Cancellation: the deadline emits every cancellation type (terminal included) to `op`; cancelling the
-// with_timeout call itself forwards the cancellation to `op`, and the outcome is then `op`'s.
-//
-// Executor: `op` runs on a strand of the caller's executor, with the timer and the race between them. On an
-// io_context run by several threads an unserialized race breaks: parallel_group completes its operations on
-// whichever threads they finish on, so the timer's completion emits the cancellation while `op` completes or
-// clears its cancellation slot on another thread (slots are not thread-safe), and the group can even finish
-// and free the timer before its launch has returned.
-template <class T>
-boost::asio::awaitable<T> with_timeout(boost::asio::awaitable<T> op, std::optional<clock::duration> limit,
-                                       std::string what) {
-    namespace asio = boost::asio;
-    if (!limit)
-        co_return co_await std::move(op);
-    const auto executor = co_await asio::this_coro::executor;
-    const auto strand = asio::make_strand(executor);
-    auto race = detail::race_deadline(std::move(op), *limit, std::move(what));
-    co_return co_await asio::co_spawn(strand, std::move(race), asio::use_awaitable);
 }
 
 }  // namespace gridflow::async

@@ -148,8 +148,8 @@ public:
     //     short grace to end. If it does, the request is abandoned as below and the connection stays usable.
     //     If not (a peer that stopped reading can block a write for as long as the kernel retries), the
     //     connection is broken (its socket closed, since a message cut short leaves the stream unusable); the
-    //     call completes with errc::cancelled as soon as the aborted write returns, and every other request
-    //     on the connection fails with errc::connection_closed, as after any network failure (the server may
+    //     call completes with errc::cancelled as soon as the aborted write returns, and every other request on
+    //     the connection fails with errc::connection_closed, as after any network failure (the server may
     //     have run the written ones). Either way the call completes within the grace;
     //   - being written, partial or total only: completes with errc::cancelled when the write finishes, the
     //     request then abandoned as below; the connection stays usable, but nothing bounds the wait;
@@ -157,10 +157,7 @@ public:
     //     its reply discarded when it arrives. The connection stays usable. The server still runs the
     //     command.
     //
-    // Thread safety: may be called concurrently from any number of coroutines on any threads. A caller that
-    // cancels it must emit the cancellation serialized with its own coroutine, as Asio requires of every
-    // cancellation slot (they are not thread-safe): async::with_timeout does; on an io_context run by several
-    // threads, awaitable operators (||) do only when the caller and everything they race run on one strand.
+    // Thread safety: may be called concurrently from any number of coroutines on any threads.
     boost::asio::awaitable<reply> run_command(std::string_view db, bson::view command,
                                               std::span<const sansio::document_sequence> sequences = {});
 

@@ -84,7 +84,6 @@ public:
     // opened for the caller is abandoned (closed) and its room in max_size freed. A connection handed to the
     // caller in the same turn as its cancellation or its wait_queue_timeout is still lent (the lease is the
     // result; dropping it returns the connection), so a race never loses a connection while total counts it.
-    // The cancellation must be emitted serialized with the caller's coroutine (see connection::run_command).
     boost::asio::awaitable<lease> acquire();
 
     // Lends an idle connection now, or returns nothing: it never opens a connection and never waits. Nothing
